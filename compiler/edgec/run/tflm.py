@@ -1,0 +1,57 @@
+"""Run a .tflite in TensorFlow Lite Micro's interpreter (the tflite-micro package)."""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+
+import numpy as np
+
+DEFAULT_ARENA = 16 * 1024 * 1024
+
+
+def run_tflm(model: bytes, inputs: list[np.ndarray], arena_size: int = DEFAULT_ARENA) -> list[np.ndarray]:
+    from tflite_micro.python.tflite_micro import runtime
+    it = runtime.Interpreter.from_bytes(model, arena_size=arena_size)
+    outs_meta = it.get_output_details
+    n = len(inputs[0])
+    results: list[list[np.ndarray]] = []
+    for s in range(n):
+        for i, x in enumerate(inputs):
+            d = it.get_input_details(i)
+            it.set_input(np.asarray(x[s:s + 1], d["dtype"]).reshape(d["shape"]), i)
+        it.invoke()
+        k = 0
+        outs = []
+        while True:
+            try:
+                outs.append(it.get_output(k).copy())
+            except Exception:
+                break
+            k += 1
+        if not results:
+            results = [[] for _ in outs]
+        for r, o in zip(results, outs):
+            r.append(o)
+    del outs_meta
+    return [np.concatenate(r) for r in results]
+
+
+def tflm_arena_bytes(model: bytes, arena_size: int = DEFAULT_ARENA) -> int:
+    """The arena TFLM allocates for `model`, read from print_allocations() on the C stderr."""
+    from tflite_micro.python.tflite_micro import runtime
+    it = runtime.Interpreter.from_bytes(model, arena_size=arena_size)
+    with tempfile.TemporaryFile() as tmp:
+        saved = os.dup(2)
+        try:
+            os.dup2(tmp.fileno(), 2)
+            it.print_allocations()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        text = tmp.read().decode(errors="replace")
+    m = re.search(r"Arena allocation total (\d+) bytes", text)
+    if not m:
+        raise RuntimeError(f"TFLM did not report its arena: {text[:200]!r}")
+    return int(m.group(1))
