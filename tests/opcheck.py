@@ -25,22 +25,38 @@ def random_inputs(g: Graph, n: int = 3, seed: int = 0) -> list[np.ndarray]:
     return xs
 
 
-def check_bit_exact(g: Graph, n: int = 3, seed: int = 0, tflm: bool = True, inputs=None) -> None:
-    """Assert reference == LiteRT BUILTIN_REF (== TFLM) exactly; float graphs to 1e-5 relative."""
+# Where LiteRT's reference kernels knowingly round differently from TFLite Micro (whose numerics the
+# reference interpreter and the C backend follow). LiteRT 2.3's quantized FULLY_CONNECTED rescales
+# the accumulator in double precision instead of the fixed-point multiplier: measured up to 1 LSB
+# on ~0.1% of int8 and 2-20% of int16 outputs (tests/ops/test_conv.py pins the exact behaviour).
+LITERT_DEVIATIONS_LSB = {"FULLY_CONNECTED": 1}
+
+
+def check_bit_exact(g: Graph, n: int = 3, seed: int = 0, tflm: bool = True, inputs=None) -> dict:
+    """Assert reference == TFLM exactly and == LiteRT BUILTIN_REF exactly (within the documented
+    deviations above when the graph has those ops); float graphs to 1e-5. Returns, per runtime, how
+    many integer output values differed and by how much."""
     verify(g)
     model = write_tflite(g)
     xs = inputs if inputs is not None else random_inputs(g, n, seed)
     want = run_batch(g, xs)
-    runners = [("litert", lambda: run_litert(model, xs))]
+    litert_lsb = max([LITERT_DEVIATIONS_LSB.get(op.type, 0) for op in g.ops
+                      if g.tensors[op.outputs[0]].quant is not None] + [0])
+    runners = [("litert", lambda: run_litert(model, xs), litert_lsb)]
     if tflm:
-        runners.append(("tflm", lambda: run_tflm(model, xs)))
-    for label, fn in runners:
+        runners.append(("tflm", lambda: run_tflm(model, xs), 0))
+    stats = {}
+    for label, fn, allowed in runners:
         got = fn()
+        differ, worst = 0, 0
         for k, (w, o) in enumerate(zip(want, got)):
             assert w.shape == o.shape, f"{label} output {k}: shape {o.shape} != {w.shape}"
             if w.dtype.kind == "f":
                 np.testing.assert_allclose(o, w, rtol=1e-5, atol=1e-5, err_msg=f"{label} output {k}")
             else:
                 diff = np.abs(o.astype(np.int64) - w.astype(np.int64))
-                assert diff.max() == 0, (f"{label} output {k}: {int((diff > 0).sum())} of {diff.size} "
-                                         f"values differ, max {int(diff.max())} LSB")
+                differ, worst = differ + int((diff > 0).sum()), max(worst, int(diff.max()))
+                assert diff.max() <= allowed, (f"{label} output {k}: {int((diff > 0).sum())} of {diff.size} "
+                                               f"values differ, max {int(diff.max())} LSB")
+        stats[label] = {"values_differing": differ, "max_lsb": worst}
+    return stats

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import EdgecError
-from ..ir import Graph, Op, QuantParams, Tensor
+from ..ir import Graph, Op, QuantParams, Tensor, VerifyError, verify
 from ..ir import ops as opreg
 from ..tflite_schema import BUILTIN_NAMES, TENSOR_TYPES, TYPE_TO_DTYPE, options_to_attrs, schema
 
@@ -29,11 +29,15 @@ def import_tflite(data: bytes, name: str = "model") -> Graph:
     except Exception as e:  # the generated parser raises anything on corrupt offsets
         raise EdgecError(f"{name}: corrupt TFLite flatbuffer ({type(e).__name__})") from None
     try:
-        return _to_graph(model, name)
+        g = _to_graph(model, name)
     except EdgecError:
         raise
     except Exception as e:
         raise EdgecError(f"{name}: corrupt or inconsistent TFLite model ({type(e).__name__}: {e})") from None
+    try:
+        return verify(g)
+    except VerifyError as e:
+        raise EdgecError(f"{name}: inconsistent TFLite model: {str(e).split(': ', 1)[-1]}") from None
 
 
 def _to_graph(model, name: str) -> Graph:

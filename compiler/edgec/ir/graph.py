@@ -77,6 +77,17 @@ class Graph:
         self.tensors = {n: t for n, t in self.tensors.items() if n in used}
         return self
 
+    def remove_dead_ops(self) -> "Graph":
+        """Drop ops none of whose outputs is read (by an op or as a graph output), then tensors."""
+        live = set(self.outputs)
+        kept = []
+        for op in reversed(self.ops):
+            if any(o in live for o in op.outputs):
+                kept.append(op)
+                live.update(i for i in op.inputs if i is not None)
+        self.ops = kept[::-1]
+        return self.prune_unused()
+
     def replace_uses(self, old: str, new: str) -> None:
         for op in self.ops:
             op.inputs = [new if i == old else i for i in op.inputs]

@@ -81,20 +81,26 @@ def activation_range(act: str, dtype: str, scale: float | None = None, zero_poin
     """The clamp a fused activation becomes: a float range, or a quantized one when scale is given.
 
     Quantized bounds follow TFLite's CalculateActivationRangeQuantized: zp + round(bound / scale),
-    intersected with the dtype's range.
+    intersected with the dtype's range. The division is a float32 one (TFLite divides two floats
+    and std::rounds the float quotient); a double division rounds differently near .5.
     """
     lo, hi = {"NONE": (-math.inf, math.inf), "RELU": (0.0, math.inf), "RELU6": (0.0, 6.0),
               "RELU_N1_TO_1": (-1.0, 1.0)}[act]
     if scale is None:
         return lo, hi
     info = np.iinfo(dtype)
-    q = lambda v: zero_point + int(round_half_away(v / scale))  # noqa: E731
+    q = lambda v: zero_point + int(round_half_away(np.float32(v) / np.float32(scale)))  # noqa: E731
     qlo = info.min if lo == -math.inf else max(info.min, q(lo))
     qhi = info.max if hi == math.inf else min(info.max, q(hi))
     return qlo, qhi
 
 
 def round_half_away(x):
-    """std::round: halves go away from zero (numpy's round goes to even)."""
+    """std::round: halves go away from zero (numpy's round goes to even).
+
+    Exact for every double: floor(|x| + 0.5) would round |x| + 0.5 first and send values just
+    below a half (0.49999999999999994) up; |x| - floor(|x|) is always exact."""
     x = np.asarray(x, np.float64)
-    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+    a = np.abs(x)
+    f = np.floor(a)
+    return np.sign(x) * (f + (a - f >= 0.5))

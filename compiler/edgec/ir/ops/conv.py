@@ -1,1 +1,387 @@
-"""(being written)"""
+"""Convolution-like ops: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV.
+
+Reference semantics are those of TFLite Micro's kernels (tensorflow/lite/kernels/internal/reference/
+integer_ops/{conv,depthwise_conv,fully_connected,transpose_conv}.h, driven by micro/kernels/
+*_common.cc): int32 accumulation of filter * (input - input_zp) for int8, int64 accumulation of
+filter * input for int16x8 (zero points 0), bias added to the accumulator, per-channel
+requantization with multipliers from double(input_scale) * double(filter_scale) /
+double(output_scale) (except per-tensor FULLY_CONNECTED, whose multiplier is
+double(float(input_scale * filter_scale)) / double(output_scale)), then + output_zp and the
+fused-activation clamp.
+
+Everything is vectorised: integer dot products run as float64 matmuls, which are exact because every
+partial sum is an integer far below 2^53 (int8: |acc| < 2^31; int16x8: |acc| < 2^40).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import OpDef, register
+from ..graph import Op
+from ..quant import (activation_range, multiply_by_quantized_multiplier,
+                     multiply_by_quantized_multiplier_int64, quantize_multipliers)
+from ..tensor import Tensor
+
+
+# ------------------------------------------------------------------------------------------------
+# Geometry shared with pool.py (tensorflow/lite/kernels/padding.h)
+
+def out_size(padding: str, size: int, k: int, stride: int, dilation: int = 1) -> int:
+    """ComputeOutSize: the conv output extent along one axis."""
+    eff = (k - 1) * dilation + 1
+    if stride <= 0:
+        raise ValueError(f"stride must be positive, got {stride}")
+    if padding == "SAME":
+        return (size + stride - 1) // stride
+    if padding == "VALID":
+        return max(0, (size + stride - eff) // stride)
+    raise ValueError(f"unsupported padding {padding!r}")
+
+
+def pad_before(size: int, k: int, stride: int, dilation: int, out: int) -> int:
+    """ComputePaddingWithOffset's leading padding (the odd pixel, the offset, goes after)."""
+    eff = (k - 1) * dilation + 1
+    return max(0, (out - 1) * stride + eff - size) // 2
+
+
+def windows(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int,
+            ph: int, pw: int, oh: int, ow: int, fill) -> np.ndarray:
+    """Sliding windows of an NHWC array: a read-only view [N, OH, OW, KH, KW, C] where taps that
+    fall outside the image read `fill`."""
+    n, h, w, c = x.shape
+    need_h = (oh - 1) * sh + (kh - 1) * dh + 1 if oh > 0 else 0
+    need_w = (ow - 1) * sw + (kw - 1) * dw + 1 if ow > 0 else 0
+    after_h = max(0, need_h - ph - h)
+    after_w = max(0, need_w - pw - w)
+    if ph or pw or after_h or after_w:
+        xp = np.full((n, h + ph + after_h, w + pw + after_w, c), fill, dtype=x.dtype)
+        xp[:, ph:ph + h, pw:pw + w, :] = x
+    else:
+        xp = np.ascontiguousarray(x)
+    s = xp.strides
+    return np.lib.stride_tricks.as_strided(
+        xp, shape=(n, oh, ow, kh, kw, c),
+        strides=(s[0], s[1] * sh, s[2] * sw, s[1] * dh, s[2] * dw, s[3]), writeable=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# Quantization helpers
+
+def _scale(t: Tensor) -> np.float32:
+    return np.float32(t.quant.scale[0])
+
+
+def _zp(t: Tensor) -> int:
+    return int(t.quant.zero_point[0])
+
+
+def _channel_scales(w: Tensor, n: int) -> np.ndarray:
+    s = np.asarray(w.quant.scale, np.float32)
+    return np.full(n, s[0], np.float32) if s.size == 1 else s
+
+
+def conv_multipliers(inp: Tensor, w: Tensor, out: Tensor, n: int):
+    """PopulateConvolutionQuantizationParams: per output channel (multiplier, shift), per-tensor
+    filter scales broadcast along the channels."""
+    eff = (np.float64(_scale(inp)) * _channel_scales(w, n).astype(np.float64)
+           / np.float64(_scale(out)))
+    return quantize_multipliers(eff)
+
+
+def _wrap32(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.int64)
+    return ((x + 2 ** 31) & 0xFFFFFFFF) - 2 ** 31
+
+
+def requantize(acc: np.ndarray, mult, shift, out: Tensor, act: str, wide: bool,
+               out_offset: bool) -> np.ndarray:
+    """acc (int64, channels last) -> output integers: rescale, + zp (int8 kernels only), clamp."""
+    if wide:   # int64 accumulator: the reduced 16-bit multiplier variant
+        y = _wrap32(multiply_by_quantized_multiplier_int64(acc, mult, shift))
+    else:      # int32 accumulator
+        y = multiply_by_quantized_multiplier(_wrap32(acc), mult, shift)
+    if out_offset:
+        y = y + _zp(out)
+    lo, hi = activation_range(act, out.dtype, float(_scale(out)), _zp(out))
+    return np.clip(y, lo, hi).astype(out.dtype)
+
+
+def _int_mode(op: Op, inp: Tensor, bias: Tensor | None, int32_bias_ok: bool = True):
+    """(wide accumulator?, subtract input/add output zero points?) for an integer kernel."""
+    if inp.dtype == "int8":
+        return False, True
+    if inp.dtype == "int16":
+        # 16x8 kernels assume zero points of 0 and accumulate in the bias type: int64, also when
+        # there is no bias (measured on TFLM), or int32 for models with int32 biases
+        # (quantized_bias_type INT32), which only CONV_2D and FULLY_CONNECTED implement in TFLM.
+        if bias is not None and bias.dtype == "int32":
+            if not int32_bias_ok:
+                raise NotImplementedError(f"{op.type}: TFLM has no int16x8 kernel with int32 bias")
+            return False, False
+        return True, False
+    raise NotImplementedError(f"{op.type}: no integer kernel for {inp.dtype} activations")
+
+
+def _float_act(y: np.ndarray, act: str) -> np.ndarray:
+    lo, hi = activation_range(act, "float32")
+    return np.clip(y, lo, hi).astype(np.float32)
+
+
+def _idot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact integer a @ b via float64 BLAS (see the module docstring)."""
+    return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+
+
+def _bias(xs, k):
+    return xs[k] if len(xs) > k else None
+
+
+def _tensor(ins, k):
+    return ins[k] if len(ins) > k else None
+
+
+# ------------------------------------------------------------------------------------------------
+# CONV_2D: input NHWC, filter OHWI (I may be C / groups), bias [O]
+
+def _conv_geometry(op: Op, ishape, fshape):
+    a = op.attrs
+    _, h, w, _ = ishape
+    _, kh, kw, _ = fshape
+    sh, sw = a["stride_h"], a["stride_w"]
+    dh, dw = a.get("dilation_h_factor", 1) or 1, a.get("dilation_w_factor", 1) or 1
+    oh = out_size(a["padding"], h, kh, sh, dh)
+    ow = out_size(a["padding"], w, kw, sw, dw)
+    ph = pad_before(h, kh, sh, dh, oh)
+    pw = pad_before(w, kw, sw, dw, ow)
+    return kh, kw, sh, sw, dh, dw, ph, pw, oh, ow
+
+
+def _conv_shape(op, ins):
+    x, f = ins[0], ins[1]
+    *_, oh, ow = _conv_geometry(op, x.shape, f.shape)
+    return [(x.shape[0], oh, ow, f.shape[0])]
+
+
+def _conv_acc(op, x, f, fill_zero_input):
+    """Sum over taps and input channels; x already offset (x - zp) for integers."""
+    kh, kw, sh, sw, dh, dw, ph, pw, oh, ow = _conv_geometry(op, x.shape, f.shape)
+    n, c = x.shape[0], x.shape[3]
+    o, ci = f.shape[0], f.shape[3]
+    groups = c // ci
+    if groups * ci != c or o % groups:
+        raise ValueError(f"CONV_2D: input depth {c} is not a multiple of filter depth {ci}")
+    win = windows(x, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow, fill_zero_input)
+    per = o // groups
+    outs = []
+    for g in range(groups):
+        cols = win[..., g * ci:(g + 1) * ci].reshape(n * oh * ow, kh * kw * ci)
+        wm = f[g * per:(g + 1) * per].reshape(per, kh * kw * ci).T
+        if x.dtype.kind == "f":
+            outs.append(cols.astype(np.float64) @ wm.astype(np.float64))
+        else:
+            outs.append(_idot(cols, wm))
+    acc = outs[0] if groups == 1 else np.concatenate(outs, axis=1)
+    return acc.reshape(n, oh, ow, o)
+
+
+def _conv_ref(op, xs, ins, outs):
+    x, f, b = xs[0], xs[1], _bias(xs, 2)
+    it, ft, bt, ot = ins[0], ins[1], _tensor(ins, 2), outs[0]
+    act = op.attrs["fused_activation_function"]
+    if it.dtype == "float32":
+        acc = _conv_acc(op, x.astype(np.float64), f, 0.0)
+        if b is not None:
+            acc = acc + b.astype(np.float64)
+        return [_float_act(acc, act)]
+    wide, offsets = _int_mode(op, it, bt)
+    xi = x.astype(np.int64) - (_zp(it) if offsets else 0)
+    acc = _conv_acc(op, xi, f.astype(np.int64), 0)
+    if b is not None:
+        acc = acc + b.astype(np.int64)
+    mult, shift = conv_multipliers(it, ft, ot, f.shape[0])
+    return [requantize(acc, mult, shift, ot, act, wide, offsets)]
+
+
+def _conv_macs(op, ins, outs):
+    f = ins[1]
+    return int(np.prod(outs[0].shape, dtype=np.int64)) * f.shape[1] * f.shape[2] * f.shape[3]
+
+
+register(OpDef(
+    "CONV_2D", _conv_shape, _conv_ref, options="Conv2DOptions", macs=_conv_macs,
+    weights={1: 0}, bias=2, out_quant="calibrate", quant_dtypes=("int8", "int16")))
+
+
+# ------------------------------------------------------------------------------------------------
+# DEPTHWISE_CONV_2D: filter [1, KH, KW, C * depth_multiplier]; output channel oc reads input
+# channel oc // depth_multiplier
+
+def _dw_shape(op, ins):
+    x, f = ins[0], ins[1]
+    *_, oh, ow = _conv_geometry(op, x.shape, f.shape)
+    return [(x.shape[0], oh, ow, f.shape[3])]
+
+
+def _dw_acc(op, x, f):
+    kh, kw, sh, sw, dh, dw, ph, pw, oh, ow = _conv_geometry(op, x.shape, f.shape)
+    c, oc = x.shape[3], f.shape[3]
+    m = oc // c
+    if m * c != oc:
+        raise ValueError(f"DEPTHWISE_CONV_2D: {oc} output channels for {c} input channels")
+    win = windows(x, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow, 0)
+    acc = np.zeros((x.shape[0], oh, ow, oc), x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            tap = win[:, :, :, i, j, :]
+            if m > 1:
+                tap = np.repeat(tap, m, axis=3)
+            acc += tap * f[0, i, j, :]
+    return acc
+
+
+def _dw_ref(op, xs, ins, outs):
+    x, f, b = xs[0], xs[1], _bias(xs, 2)
+    it, ft, bt, ot = ins[0], ins[1], _tensor(ins, 2), outs[0]
+    act = op.attrs["fused_activation_function"]
+    if it.dtype == "float32":
+        acc = _dw_acc(op, x.astype(np.float64), f.astype(np.float64))
+        if b is not None:
+            acc = acc + b.astype(np.float64)
+        return [_float_act(acc, act)]
+    wide, offsets = _int_mode(op, it, bt, int32_bias_ok=False)
+    xi = x.astype(np.int64) - (_zp(it) if offsets else 0)
+    acc = _dw_acc(op, xi, f.astype(np.int64))
+    if b is not None:
+        acc = acc + b.astype(np.int64)
+    mult, shift = conv_multipliers(it, ft, ot, f.shape[3])
+    return [requantize(acc, mult, shift, ot, act, wide, offsets)]
+
+
+def _dw_macs(op, ins, outs):
+    f = ins[1]
+    return int(np.prod(outs[0].shape, dtype=np.int64)) * f.shape[1] * f.shape[2]
+
+
+register(OpDef(
+    "DEPTHWISE_CONV_2D", _dw_shape, _dw_ref, options="DepthwiseConv2DOptions", macs=_dw_macs,
+    weights={1: 3}, bias=2, out_quant="calibrate", quant_dtypes=("int8", "int16")))
+
+
+# ------------------------------------------------------------------------------------------------
+# FULLY_CONNECTED: weights [O, I]; the input is flattened to [-1, I] unless keep_num_dims
+
+def _fc_shape(op, ins):
+    x, w = ins[0], ins[1]
+    o, i = w.shape
+    if op.attrs.get("keep_num_dims"):
+        return [tuple(x.shape[:-1]) + (o,)]
+    return [(int(np.prod(x.shape, dtype=np.int64)) // i, o)]
+
+
+def fc_multipliers(inp: Tensor, w: Tensor, out: Tensor, n: int):
+    """Per-channel weights: as conv. Per-tensor weights: GetQuantizedConvolutionMultipler, whose
+    input * filter scale product is a float32 one."""
+    if w.quant.scale.size > 1:
+        return conv_multipliers(inp, w, out, n)
+    prod = np.float64(np.float32(_scale(inp) * np.float32(w.quant.scale[0])))
+    m, s = quantize_multipliers([prod / np.float64(_scale(out))])
+    return np.full(n, m[0]), np.full(n, s[0])
+
+
+def _fc_ref(op, xs, ins, outs):
+    x, w, b = xs[0], xs[1], _bias(xs, 2)
+    it, wt, bt, ot = ins[0], ins[1], _tensor(ins, 2), outs[0]
+    act = op.attrs["fused_activation_function"]
+    o, i = w.shape
+    if it.dtype == "float32":
+        acc = x.reshape(-1, i).astype(np.float64) @ w.astype(np.float64).T
+        if b is not None:
+            acc = acc + b.astype(np.float64)
+        return [_float_act(acc, act).reshape(ot.shape)]
+    wide, offsets = _int_mode(op, it, bt)
+    xi = x.reshape(-1, i).astype(np.int64) - (_zp(it) if offsets else 0)
+    wi = w.astype(np.int64)
+    if wt.quant.scale.size == 1:   # per-tensor kernels still apply the (normally 0) filter offset
+        wi = wi - _zp(wt)
+    acc = _idot(xi, wi.T)
+    if b is not None:
+        acc = acc + b.astype(np.int64)
+    mult, shift = fc_multipliers(it, wt, ot, o)
+    return [requantize(acc, mult, shift, ot, act, wide, offsets).reshape(ot.shape)]
+
+
+def _fc_macs(op, ins, outs):
+    o, i = ins[1].shape
+    return int(np.prod(ins[0].shape, dtype=np.int64)) // i * o * i
+
+
+register(OpDef(
+    "FULLY_CONNECTED", _fc_shape, _fc_ref, options="FullyConnectedOptions", macs=_fc_macs,
+    weights={1: None}, bias=2, out_quant="calibrate", quant_dtypes=("int8", "int16")))
+
+
+# ------------------------------------------------------------------------------------------------
+# TRANSPOSE_CONV: inputs (output_shape int32, weights OHWI, input NHWC, optional bias [O]).
+# Scatter: input pixel (y, x) adds input * W[:, ky, kx, :] to output
+# (y*s - pad + ky, x*s - pad + kx), pad computed by ComputePaddingHeightWidth on the *output* size;
+# out-of-range taps are dropped.
+
+def _tconv_shape(op, ins):
+    shape_t = ins[0]
+    if shape_t.data is None:
+        raise ValueError("TRANSPOSE_CONV needs a constant output_shape")
+    out = tuple(int(v) for v in np.asarray(shape_t.data).reshape(-1))
+    x, f, a = ins[2], ins[1], op.attrs
+    for axis, k, s in ((1, f.shape[1], a["stride_h"]), (2, f.shape[2], a["stride_w"])):
+        if out_size(a["padding"], out[axis], k, s) != x.shape[axis]:   # LiteRT checks this too
+            raise ValueError(f"TRANSPOSE_CONV output_shape {list(out)} does not invert a "
+                             f"{a['padding']} conv to input {list(x.shape)}")
+    return [out]
+
+
+def _tconv_acc(op, x, f, out_shape):
+    a = op.attrs
+    sh, sw = a["stride_h"], a["stride_w"]
+    n, h, w, c = x.shape
+    o, kh, kw, ci = f.shape
+    _, oh, ow, _ = out_shape
+    ph = pad_before(oh, kh, sh, 1, out_size(a["padding"], oh, kh, sh))
+    pw = pad_before(ow, kw, sw, 1, out_size(a["padding"], ow, kw, sw))
+    full_h = max((h - 1) * sh + kh, ph + oh)
+    full_w = max((w - 1) * sw + kw, pw + ow)
+    buf = np.zeros((n, full_h, full_w, o), np.float64)
+    xm = x.reshape(n * h * w, c).astype(np.float64)
+    for i in range(kh):
+        for j in range(kw):
+            contrib = (xm @ f[:, i, j, :].astype(np.float64).T).reshape(n, h, w, o)
+            buf[:, i:i + (h - 1) * sh + 1:sh, j:j + (w - 1) * sw + 1:sw, :] += contrib
+    return buf[:, ph:ph + oh, pw:pw + ow, :]
+
+
+def _tconv_ref(op, xs, ins, outs):
+    f, x, b = xs[1], xs[2], _bias(xs, 3)
+    ft, it, bt, ot = ins[1], ins[2], _tensor(ins, 3), outs[0]
+    act = op.attrs.get("fused_activation_function", "NONE")
+    if it.dtype == "float32":
+        acc = _tconv_acc(op, x, f, ot.shape)
+        if b is not None:
+            acc = acc + b.astype(np.float64)
+        return [_float_act(acc, act)]
+    wide, offsets = _int_mode(op, it, bt, int32_bias_ok=False)
+    xi = x.astype(np.int64) - (_zp(it) if offsets else 0)
+    acc = np.rint(_tconv_acc(op, xi, f, ot.shape)).astype(np.int64)
+    if b is not None:
+        acc = acc + b.astype(np.int64)
+    mult, shift = conv_multipliers(it, ft, ot, f.shape[0])
+    return [requantize(acc, mult, shift, ot, act, wide, offsets)]
+
+
+def _tconv_macs(op, ins, outs):
+    f, x = ins[1], ins[2]
+    return int(np.prod(x.shape, dtype=np.int64)) * f.shape[0] * f.shape[1] * f.shape[2]
+
+
+register(OpDef(
+    "TRANSPOSE_CONV", _tconv_shape, _tconv_ref, options="TransposeConvOptions", macs=_tconv_macs,
+    weights={1: 0}, bias=3, out_quant="calibrate", quant_dtypes=("int8", "int16"),
+    int_operands=(0,)))

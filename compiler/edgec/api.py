@@ -1,0 +1,151 @@
+"""The public Python API; the CLI is a thin layer over it.
+
+compile() reads as the pipeline it runs: load, passes, backends, evaluate, report, write.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from .data import Dataset, check_against, dataset_from, load_npz
+from .errors import EdgecError
+from .frontend import Loaded, load_model
+from .ir import Graph
+
+CALIBRATION_SAMPLES = 100
+
+
+def load(model, unsafe: bool = False) -> Loaded:
+    """Import a model (path or keras.Model) into the IR; returns graph, float TFLite and source."""
+    return load_model(model, unsafe=unsafe)
+
+
+def _data(d, what: str) -> Dataset | None:
+    if d is None:
+        return None
+    return load_npz(os.fspath(d)) if isinstance(d, (str, os.PathLike)) else dataset_from(d, what)
+
+
+def recipe_steps(recipe: str | None = None, quantize: str | None = None, calibration_method: str | None = None,
+                 io: str | None = None):
+    from .passes import Step, load_recipe
+    if recipe and quantize:
+        raise EdgecError("give either a recipe or --quantize, not both")
+    steps = load_recipe(recipe or quantize or "float")
+    for s in steps:
+        if s.name == "quantize":
+            if calibration_method:
+                s.options["calibration"] = calibration_method
+            if io:
+                s.options["io"] = io
+    return [Step(s.name, dict(s.options), dict(s.overrides)) for s in steps]
+
+
+def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recipe: str | None = None,
+            calibration=None, calibration_method: str | None = None, eval_data=None, io: str | None = None,
+            emit=("tflite",), target: str | None = None, unsafe: bool = False, debug: bool = False,
+            progress=None) -> dict:
+    """Compile `model` into the directory `out` (written atomically) and return its report."""
+    from .backends.tflite import write_tflite
+    from .evaluate import evaluate
+    from .passes import Pipeline
+    from .profile.report import build_report
+
+    unknown = set(emit) - {"tflite"}
+    if unknown:
+        raise EdgecError(f"cannot emit {', '.join(sorted(unknown))} yet; available: tflite")
+    t0 = time.perf_counter()
+    steps = recipe_steps(recipe, quantize, calibration_method, io)
+    pipeline = Pipeline(steps)
+    calib, evald = _data(calibration, "calibration"), _data(eval_data, "eval data")
+    loaded = load(model, unsafe)
+    float_graph = loaded.graph
+    for ds in (calib, evald):
+        if ds is not None:
+            check_against(ds, float_graph)
+    observe = None
+    if calib is not None:
+        from .calibrate import observe as observe_stats
+        samples = calib.head(CALIBRATION_SAMPLES).xs if len(calib) > CALIBRATION_SAMPLES else calib.xs
+        observe = lambda g: observe_stats(g, [x.astype("float32") for x in samples], progress)  # noqa: E731
+
+    g, pass_reports = pipeline.run(float_graph.copy(), calibration=calib, observe=observe, debug=debug,
+                                   progress=progress)
+    tflite = write_tflite(g)
+    evaluation = None
+    if evald is not None or (calib is not None and calib.y is not None):
+        evaluation = evaluate(tflite, g, evald or calib, loaded.tflite, float_graph)
+        evaluation["data"] = "eval data" if evald is not None else "calibration data"
+    name = model if isinstance(model, (str, os.PathLike)) else getattr(model, "name", "model")
+    report = build_report(os.fspath(name), target, pipeline.names, float_graph, g, len(tflite), pass_reports,
+                          evaluation, {"tflite": "model.tflite", "c": None, "elf": None, "html": None})
+    report["timings"] = {"compile_seconds": round(time.perf_counter() - t0, 3)}
+    write_outputs(out, {"model.tflite": tflite, "report.json": dumps_report(report)})
+    return report
+
+
+def dumps_report(report: dict) -> bytes:
+    return (json.dumps(report, indent=2, sort_keys=False) + "\n").encode()
+
+
+def write_outputs(out: str | os.PathLike, files: dict[str, bytes]) -> None:
+    """Write OUT atomically: build a sibling temporary directory, then swap it in with renames, so a
+    failure at any point leaves an existing OUT as it was."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise EdgecError(f"{out}: exists and is not a directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        if out.is_dir():  # keep files of OUT that this step does not write (e.g. c/ from an earlier run)
+            for item in out.iterdir():
+                if item.name not in files:
+                    dest = tmp / item.name
+                    (shutil.copytree if item.is_dir() else shutil.copy2)(item, dest)
+        for rel, data in files.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_bytes(data)
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.rename(out, old)
+        os.rename(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def resolve_artifact(path: str) -> tuple[bytes, Graph, dict | None]:
+    """A compiled OUT directory (its model.tflite and report.json) or a model file."""
+    p = Path(path)
+    if p.is_dir() and (p / "model.tflite").is_file():
+        report = None
+        if (p / "report.json").is_file():
+            try:
+                report = json.loads((p / "report.json").read_text())
+            except ValueError:
+                report = None
+        loaded = load_model(str(p / "model.tflite"))
+        return loaded.tflite, loaded.graph, report
+    loaded = load_model(path)
+    return loaded.tflite, loaded.graph, None
+
+
+def eval(model_or_out, data, *, reference_model=None) -> dict:
+    """Accuracy of a model or compiled OUT on D.npz, and its output error against the float model
+    (the report's source model for an OUT, or `reference_model`)."""
+    from .evaluate import evaluate
+    tflite, g, report = resolve_artifact(os.fspath(model_or_out))
+    ds = _data(data, "data")
+    ref = reference_model or (report or {}).get("model")
+    float_tfl = float_graph = None
+    if ref and ref != os.fspath(model_or_out) and os.path.exists(ref):
+        loaded = load_model(ref)
+        float_tfl, float_graph = loaded.tflite, loaded.graph
+    return evaluate(tflite, g, ds, float_tfl, float_graph)

@@ -1,0 +1,140 @@
+"""The edgec command line. Each command calls edgec.api; user mistakes exit 2 with one line."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from .errors import EdgecError
+
+QUANTIZE = ("int8", "int16x8", "float16")
+
+
+def _progress(label, items):
+    """A rich progress bar on stderr for interactive use; silent when stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        return items
+    from rich.progress import track
+    from rich.console import Console
+    return track(items, description=label, console=Console(stderr=True), transient=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and verify the graph between passes.")
+@click.pass_context
+def cli(ctx, debug):
+    """edgec: compile trained models for phones and microcontrollers."""
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Print the layers as JSON.")
+@click.option("--unsafe", is_flag=True, help="Load .keras files with safe_mode off.")
+def inspect(model, as_json, unsafe):
+    """Ops, shapes, params, MACs and bytes of MODEL, per layer."""
+    from .api import load
+    from .profile.report import layer_rows, params, print_layers
+    g = load(model, unsafe).graph
+    rows = layer_rows(g)
+    for r, op in zip(rows, g.ops):
+        r["inputs"] = [list(g.tensors[i].shape) for i in op.inputs if i is not None and not g.tensors[i].is_const]
+        r["outputs"] = [list(g.tensors[o].shape) for o in op.outputs]
+    if as_json:
+        click.echo(json.dumps({"model": model, "params": params(g), "macs": sum(r["macs"] for r in rows),
+                               "inputs": {n: list(g.tensors[n].shape) for n in g.inputs},
+                               "outputs": {n: list(g.tensors[n].shape) for n in g.outputs},
+                               "layers": rows}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title=f"{model}: {len(g.ops)} ops, {params(g):,} params", title_justify="left")
+    for col in ("#", "name", "op", "in", "out", "MACs", "weights"):
+        table.add_column(col, justify="right" if col in ("#", "MACs", "weights") else "left")
+    for k, r in enumerate(rows):
+        table.add_row(str(k), r["name"][-32:], r["op"], " ".join("x".join(map(str, s)) for s in r["inputs"]),
+                      " ".join("x".join(map(str, s)) for s in r["outputs"]), f"{r['macs']:,}", f"{r['weight_bytes']:,}")
+    Console().print(table)
+    del print_layers
+
+
+@cli.command()
+@click.argument("model")
+@click.option("-o", "--out", required=True, help="Output directory (written atomically).")
+@click.option("--quantize", type=click.Choice(QUANTIZE), help="Quantize to this precision.")
+@click.option("--recipe", help="A named recipe or a recipe TOML file.")
+@click.option("--calibration", type=click.Path(), help="Calibration data (.npz with x, optional y).")
+@click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "mse"]),
+              help="How activation ranges are chosen (default minmax).")
+@click.option("--eval-data", type=click.Path(), help="Held-out data (.npz with x, y) to measure accuracy.")
+@click.option("--io", type=click.Choice(["int", "float"]), help="Integer (default) or float model inputs/outputs.")
+@click.option("--emit", default="tflite", show_default=True, help="Artifacts to write, comma-separated.")
+@click.option("--target", help="Target name (see `edgec targets`).")
+@click.option("--unsafe", is_flag=True, help="Load .keras files with safe_mode off.")
+@click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the summary.")
+@click.pass_context
+def compile(ctx, model, out, quantize, recipe, calibration, calibration_method, eval_data, io, emit, target,
+            unsafe, as_json):
+    """Compile MODEL into OUT (model.tflite, report.json)."""
+    from . import api
+    from .profile.report import print_summary
+    report = api.compile(model, out, quantize=quantize, recipe=recipe, calibration=calibration,
+                         calibration_method=calibration_method, eval_data=eval_data, io=io,
+                         emit=tuple(e.strip() for e in emit.split(",") if e.strip()), target=target,
+                         unsafe=unsafe, debug=ctx.obj["debug"], progress=_progress)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        print_summary(report)
+        click.echo(f"wrote {os.path.join(out, 'model.tflite')} and {os.path.join(out, 'report.json')}")
+
+
+@cli.command("eval")
+@click.argument("model_or_out")
+@click.option("--data", required=True, type=click.Path(), help="Data (.npz with x, optional y).")
+@click.option("--reference", help="The float model to compare outputs with (default: the OUT's source model).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def eval_cmd(model_or_out, data, reference, as_json):
+    """Accuracy of MODEL_OR_OUT on D.npz, and output error against the float model."""
+    from . import api
+    res = api.eval(model_or_out, data, reference_model=reference)
+    if as_json:
+        click.echo(json.dumps(res, indent=2))
+        return
+    for k, v in res.items():
+        if v is not None:
+            click.echo(f"{k:22s} {100 * v:.2f}%" if k.endswith(("accuracy", "agreement")) else f"{k:22s} {v}")
+
+
+def main(argv=None) -> int:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="edgec", standalone_mode=False)
+        return 0
+    except click.exceptions.Abort:
+        click.echo("edgec: aborted", err=True)
+        return 130
+    except click.exceptions.ClickException as e:  # usage errors: unknown option, bad choice, ...
+        if debug:
+            raise
+        click.echo(f"edgec: error: {e.format_message().splitlines()[0]}", err=True)
+        return 2
+    except EdgecError as e:
+        if debug:
+            raise
+        click.echo(f"edgec: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", err=True)
+        return 2
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except Exception as e:
+        if debug:
+            raise
+        click.echo(f"edgec: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+                   f"(rerun with --debug for the traceback)", err=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""report.json (the fixed schema in ARCHITECTURE.md) and its terminal view."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import Graph
+from ..ir import ops as opreg
+
+
+def layer_rows(g: Graph) -> list[dict]:
+    rows = []
+    for op in g.ops:
+        ins = [g.t(i) for i in op.inputs]
+        outs = [g.tensors[o] for o in op.outputs]
+        d = opreg.get(op.type)
+        rows.append({
+            "name": op.name, "op": op.type,
+            "macs": int(d.macs(op, ins, outs)),
+            "weight_bytes": int(sum(t.nbytes for k, t in enumerate(ins)
+                                    if t is not None and t.is_const and k not in d.int_operands)),
+            "activation_bytes": int(sum(t.nbytes for t in outs)),
+            "instructions": None, "cycles_est": None, "energy_uj_est": None,
+        })
+    return rows
+
+
+def params(g: Graph) -> int:
+    return int(sum(t.size for t in g.weights() if t.dtype != "int32" or t.quant is not None))
+
+
+def build_report(model: str, target: str | None, recipe: list[str], float_graph: Graph, g: Graph,
+                 tflite_bytes: int | None, passes: list[dict], evaluation: dict | None,
+                 artifacts: dict) -> dict:
+    rows = layer_rows(g)
+    ev = evaluation or {}
+    return {
+        "model": model, "target": target, "recipe": recipe,
+        "totals": {
+            "params": params(float_graph),
+            "macs": int(sum(r["macs"] for r in rows)),
+            "float_bytes": int(sum(t.size * 4 for t in float_graph.weights() if t.dtype.startswith("float"))),
+            "weight_bytes": int(sum(r["weight_bytes"] for r in rows)),
+            "tflite_bytes": tflite_bytes, "flash_bytes": None, "arena_bytes": None, "ram_bytes": None,
+            "instructions": None, "cycles_est": None, "latency_ms": None, "latency_is_estimate": False,
+            "energy_uj_est": None,
+            "accuracy": ev.get("accuracy"), "float_accuracy": ev.get("float_accuracy"),
+        },
+        "evaluation": evaluation,
+        "passes": passes,
+        "layers": rows,
+        "artifacts": artifacts,
+    }
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1024:.1f} KB" if n >= 1024 else f"{n} B"
+
+
+def print_summary(report: dict, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    console = console or Console(stderr=False)
+    t = report["totals"]
+    table = Table(title=f"edgec: {report['model']}", title_justify="left")
+    table.add_column("")
+    table.add_column("float", justify="right")
+    table.add_column("compiled", justify="right")
+    table.add_column("ratio", justify="right")
+    ratio = t["float_bytes"] / t["weight_bytes"] if t["weight_bytes"] else float("nan")
+    table.add_row("weights", _fmt_bytes(t["float_bytes"]), _fmt_bytes(t["weight_bytes"]), f"{ratio:.2f}x")
+    table.add_row("model file", "", _fmt_bytes(t["tflite_bytes"]), "")
+    table.add_row("params / MACs", f"{t['params']:,}", f"{t['macs']:,} MACs", "")
+    if t["accuracy"] is not None:
+        fa = t["float_accuracy"]
+        table.add_row("accuracy", "-" if fa is None else f"{100 * fa:.2f}%", f"{100 * t['accuracy']:.2f}%",
+                      "" if fa is None else f"{100 * (t['accuracy'] - fa):+.2f} pt")
+    ev = report.get("evaluation") or {}
+    if "output_rmse" in ev:
+        table.add_row("output error", "", f"rmse {ev['output_rmse']:.4g}", f"top-1 agree {100 * ev.get('top1_agreement', float('nan')):.1f}%")
+    table.add_row("passes", "", " → ".join(report["recipe"]) or "-", "")
+    console.print(table)
+
+
+def print_layers(g_rows: list[dict], console=None, title: str = "layers") -> None:
+    from rich.console import Console
+    from rich.table import Table
+    console = console or Console()
+    table = Table(title=title, title_justify="left")
+    for col in ("#", "name", "op", "MACs", "weights", "activations"):
+        table.add_column(col, justify="right" if col in ("#", "MACs", "weights", "activations") else "left")
+    for k, r in enumerate(g_rows):
+        table.add_row(str(k), r["name"][-40:], r["op"], f"{r['macs']:,}", _fmt_bytes(r["weight_bytes"]),
+                      _fmt_bytes(r["activation_bytes"]))
+    total_macs = int(np.sum([r["macs"] for r in g_rows])) if g_rows else 0
+    table.add_row("", "total", "", f"{total_macs:,}", _fmt_bytes(sum(r["weight_bytes"] for r in g_rows)), "")
+    console.print(table)
