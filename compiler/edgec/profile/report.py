@@ -79,8 +79,8 @@ def print_summary(report: dict, console=None) -> None:
     ev = report.get("evaluation") or {}
     if "output_rmse" in ev:
         table.add_row("output error", "", f"rmse {ev['output_rmse']:.4g}", f"top-1 agree {100 * ev.get('top1_agreement', float('nan')):.1f}%")
-    table.add_row("passes", "", " → ".join(report["recipe"]) or "-", "")
     console.print(table)
+    console.print(f"passes: {' → '.join(report['recipe']) or 'none'}")
 
 
 def print_layers(g_rows: list[dict], console=None, title: str = "layers") -> None:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..native_output import captured_native_output
+
 
 def _interpreter_module():
     try:
@@ -19,8 +21,9 @@ def make_interpreter(model: bytes, reference: bool = True, keep_all: bool = Fals
     kw = {}
     if reference:
         kw["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_REF
-    it = mod.Interpreter(model_content=model, experimental_preserve_all_tensors=keep_all, **kw)
-    it.allocate_tensors()
+    with captured_native_output():  # "Created TensorFlow Lite XNNPACK delegate" and the like
+        it = mod.Interpreter(model_content=model, experimental_preserve_all_tensors=keep_all, **kw)
+        it.allocate_tensors()
     return it
 
 

@@ -1,11 +1,11 @@
 """Run a .tflite in TensorFlow Lite Micro's interpreter (the tflite-micro package)."""
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 
 import numpy as np
+
+from ..native_output import captured_native_output
 
 DEFAULT_ARENA = 16 * 1024 * 1024
 
@@ -41,16 +41,9 @@ def tflm_arena_bytes(model: bytes, arena_size: int = DEFAULT_ARENA) -> int:
     """The arena TFLM allocates for `model`, read from print_allocations() on the C stderr."""
     from tflite_micro.python.tflite_micro import runtime
     it = runtime.Interpreter.from_bytes(model, arena_size=arena_size)
-    with tempfile.TemporaryFile() as tmp:
-        saved = os.dup(2)
-        try:
-            os.dup2(tmp.fileno(), 2)
-            it.print_allocations()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        tmp.seek(0)
-        text = tmp.read().decode(errors="replace")
+    with captured_native_output() as output:
+        it.print_allocations()
+        text = output()
     m = re.search(r"Arena allocation total (\d+) bytes", text)
     if not m:
         raise RuntimeError(f"TFLM did not report its arena: {text[:200]!r}")
