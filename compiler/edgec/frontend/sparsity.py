@@ -120,6 +120,19 @@ def decode_sparse(raw: bytes, dtype: str, shape, sparsity, name: str) -> np.ndar
     return dense.reshape(shape)
 
 
+def sparsity_block(sparsity, ndim: int) -> tuple[int, ...] | None:
+    """The block size per dim a (valid) SparsityParameters uses, or None when not block-sparse:
+    what `encode_sparse(..., block)` needs to write the same layout back."""
+    bmap = [int(v) for v in (sparsity.blockMap if sparsity.blockMap is not None else [])]
+    if not bmap:
+        return None
+    trav = [int(v) for v in sparsity.traversalOrder]
+    block = [1] * ndim
+    for b, d in enumerate(bmap):
+        block[d] = int(sparsity.dimMetadata[trav.index(ndim + b)].denseSize)
+    return tuple(block)
+
+
 def _index_vector_for(values: np.ndarray):
     """The narrowest SparseIndexVector that holds `values`: (union type, vector object)."""
     top = int(values.max()) if values.size else 0

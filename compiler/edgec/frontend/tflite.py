@@ -74,8 +74,9 @@ def _to_graph(model, name: str) -> Graph:
                                  f"{list(shape)} needs {expect}")
             data = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype).reshape(shape)
         g.add_tensor(Tensor(tname, shape, dtype, data, _quant(t.quantization, shape)))
-        if t.sparsity is not None:
-            g.tensors[tname].meta["tflite_sparsity"] = True
+        if t.sparsity is not None:  # re-written sparse, keeping a block layout if it had one
+            from .sparsity import sparsity_block
+            g.tensors[tname].meta["tflite_sparsity"] = sparsity_block(t.sparsity, len(shape)) or True
 
     codes = model.operatorCodes or []
     for k, o in enumerate(sg.operators or []):

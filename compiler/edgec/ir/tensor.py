@@ -41,9 +41,13 @@ class QuantParams:
         return self.scale.reshape(shape), self.zero_point.reshape(shape)
 
     def quantize(self, x: np.ndarray, dtype: str) -> np.ndarray:
+        """round(x / scale) + zero_point, saturated; float32 division and half-away-from-zero
+        rounding, as TFLite's QUANTIZE kernel does."""
+        from .quant import round_half_away
         info = np.iinfo(dtype)
         s, z = self.broadcast(np.ndim(x))
-        q = np.round(np.asarray(x, np.float32) / s) + z
+        q = round_half_away(np.asarray(x, np.float32) / np.float32(s) if np.ndim(s) == 0
+                            else np.asarray(x, np.float32) / s.astype(np.float32)) + z
         return np.clip(q, info.min, info.max).astype(dtype)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:

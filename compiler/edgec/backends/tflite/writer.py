@@ -55,6 +55,10 @@ def write_tflite(g: Graph, description: str = "edgec") -> bytes:
         if t.is_const:
             b = _AlignedBufferT()
             b.data = np.ascontiguousarray(t.data, dtype=np.dtype(t.dtype).newbyteorder("<")).tobytes()
+            if t.meta.get("tflite_sparsity"):  # True, or a block size per dim
+                from ...frontend.sparsity import encode_sparse
+                blk = t.meta["tflite_sparsity"]
+                b.data, tt.sparsity = encode_sparse(t.data, blk if isinstance(blk, (tuple, list)) else None)
             tt.buffer = len(m.buffers)
             m.buffers.append(b)
         if t.quant is not None:
