@@ -39,7 +39,8 @@ class OpDef:
     weights: dict[int, int | None] = field(default_factory=dict)
     bias: int | None = None
     out_quant: str | dict = "calibrate"
-    # activation dtypes the integer reference (and TFLite's kernels) support
+    # activation dtypes the quantizer may choose: those with kernels in both LiteRT and TFLite
+    # Micro (the reference may cover more, to check LiteRT-only models)
     quant_dtypes: tuple[str, ...] = ("int8",)
     # inputs that are integer operands (shapes, axes, paddings), never quantized
     int_operands: tuple[int, ...] = ()
