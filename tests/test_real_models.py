@@ -29,9 +29,8 @@ OPS = {
 }
 REAL = list(OPS)
 # LiteRT's (and TFLM's) kernels for these take float32 / int8 / uint8 but not int16
-NO_INT16_KERNEL = {"HARD_SWISH", "PRELU", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH"}
-# TFLM's RESIZE_BILINEAR takes float32 and int8 only (LiteRT's also takes int16)
-TFLM_NO_INT16_KERNEL = {"RESIZE_BILINEAR"}
+# ops with no int16 kernel in LiteRT or in TFLM (TFLM's RESIZE_BILINEAR takes float32 and int8 only)
+NO_INT16_KERNEL = {"HARD_SWISH", "PRELU", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "RESIZE_BILINEAR"}
 
 
 # -- building and caching ----------------------------------------------------------------------
@@ -184,19 +183,7 @@ def test_int16x8_bit_exact_and_tracks_float(name, compiled, zoo_models):
     assert g.tensors[g.inputs[0]].dtype == "int16"
     q = [p for p in report["passes"] if p["name"] == "quantize"][0]
     assert {f.split(":")[0] for f in q["fallback_ops"]} <= NO_INT16_KERNEL, q["fallback_ops"]
-    if not _ops(g) & TFLM_NO_INT16_KERNEL:
-        check_bit_exact(g, n=2)
-    else:
-        # TFLM cannot run it, and LiteRT's int16 kernels knowingly round differently from TFLM's
-        # (whose numerics the reference follows) in FULLY_CONNECTED (double-precision rescale) and
-        # LEAKY_RELU (1 LSB on ~0.01% of inputs); a following TANH can double such an LSB.
-        xs = random_inputs(g, 2)
-        got = run_litert((out / "model.tflite").read_bytes(), xs)
-        for k, (w, o) in enumerate(zip(run_batch(g, xs), got)):
-            diff = np.abs(w.astype(np.int64) - o)
-            assert diff.max() <= 2 and (diff > 0).mean() < 0.02, (
-                f"{name} int16x8 output {k}: {int((diff > 0).sum())} of {diff.size} differ, "
-                f"max {diff.max()} LSB")
+    check_bit_exact(g, n=2)
     x = x[:2]
     want = run_litert(path.read_bytes(), [x], reference=False)
     got = run_litert((out / "model.tflite").read_bytes(), [_quantize(x, g.tensors[g.inputs[0]])])

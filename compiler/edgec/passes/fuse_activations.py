@@ -1,11 +1,11 @@
-"""Fuse a RELU / RELU6 / RELU_N1_TO_1 into the op that produces its input, when that op has a
+"""Fuse a RELU / RELU6 into the op that produces its input, when that op has a
 fused-activation option and nothing else reads the pre-activation value."""
 from __future__ import annotations
 
 from ..ir import Graph, Op
 from .manager import PassContext, register_pass, rewrite_ops
 
-_ACTIVATIONS = {"RELU": "RELU", "RELU6": "RELU6", "RELU_N1_TO_1": "RELU_N1_TO_1"}
+_ACTIVATIONS = {"RELU": "RELU", "RELU6": "RELU6"}
 
 
 @register_pass("fuse_activations")

@@ -107,6 +107,12 @@ def _to_integer(g: Graph, ctx: PassContext, stats) -> Graph:
                         and opreg.get(p.type).out_quant == "calibrate" and p not in fallback:
                     qp[i] = qp[op.outputs[0]]
 
+    # int16 ADD/SUB: TFLM has only the general-scale path; the schema's default (power-of-two
+    # scales) would make LiteRT take a shift-only path that rounds differently.
+    if act == "int16":
+        for op in g.ops:
+            if "pot_scale_int16" in op.attrs and op not in fallback:
+                op.attrs = {**op.attrs, "pot_scale_int16": False}
     # rewrite tensors: activations get their params and the integer dtype
     for name, q in qp.items():
         t = g.tensors[name]

@@ -1,1 +1,620 @@
-"""(being written)"""
+"""Activations: RELU, RELU6, LOGISTIC, TANH, HARD_SWISH, SOFTMAX, PRELU, LEAKY_RELU.
+
+Integer semantics are TensorFlow Lite Micro's (activations_common.cc, logistic_common.cc, tanh.cc,
+hard_swish_common.cc, softmax_common.cc, prelu_common.cc, leaky_relu_common.cc and the reference
+kernels they call). LiteRT's BUILTIN_REF kernels differ in a few places, all in how parameters are
+derived, never in the per-element integer recipe:
+
+  RELU, PRELU,        LiteRT computes the real multipliers (s_in / s_out, ...) as float
+  LEAKY_RELU          expressions, TFLM in double: the Q31 multipliers differ in their low bits
+                      and LiteRT is 1 LSB off on a few values. For LEAKY_RELU with alpha < 0 TFLM
+                      also computes -(x * |M_alpha|) where LiteRT computes x * M_alpha (SRDHM
+                      rounds exact ties asymmetrically).
+  RELU6 int8/int16    LiteRT requantizes input -> output; TFLM clamps the raw input to
+                      [zp_in, q_in(6.0)] and ignores the output quantization. They agree when the
+                      output quantization equals the input's, which is why RELU6 is out_quant="same".
+  SOFTMAX int16       TFLM builds its exp and 1/(1+x) LUTs in float, LiteRT in double: two LUT
+                      entries differ (softmax_int16_luts).
+  LOGISTIC/TANH int8  LiteRT evaluates a 256-entry LUT of the float function (LUTPopulate); TFLM
+                      rescales the input to Q4.27 and runs gemmlowp's fixed-point logistic/tanh.
+                      Different algorithms, but they agreed on every value of 300 random input
+                      quantizations each (the fixed-point result is within ~1e-9 of the float one).
+
+The int16 LOGISTIC/TANH kernels (sigmoid-table interpolation) are shared code. HARD_SWISH and PRELU
+have no int16 kernel in LiteRT, so they are int8 only here.
+
+Float constants that TFLite computes with libm (expf, exp, logf) are computed with the same libm
+through ctypes, so LUTs built from them are bit-identical.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import math
+
+import numpy as np
+
+from . import OpDef, register
+from ..graph import Op
+from ..quant import (INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier, quantize_multiplier,
+                     round_half_away, rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
+from ..tensor import Tensor
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+_srdhm = saturating_rounding_doubling_high_mul
+_rdbpot = rounding_divide_by_pot
+_mbqm = multiply_by_quantized_multiplier
+
+
+def _scale(t: Tensor) -> np.float32:
+    return np.float32(t.quant.scale[0])
+
+
+def _zp(t: Tensor) -> int:
+    return int(t.quant.zero_point[0])
+
+
+def _info(dtype: str):
+    return np.iinfo(dtype)
+
+
+def _same_shape(op: Op, ins):
+    return [ins[0].shape]
+
+
+def _check_quant(ins, outs, symmetric16: bool = True):
+    for t in (ins[0], outs[0]):
+        if t.quant is None or t.quant.per_channel:
+            raise ValueError(f"{t.name}: quantized activations need per-tensor quantization")
+    if symmetric16 and outs[0].dtype == "int16" and (_zp(ins[0]) or _zp(outs[0])):
+        raise ValueError("int16 activations need zero points of 0 (symmetric 16x8)")
+
+
+def _roundf(x) -> float:
+    """std::round on a float value (halves away from zero)."""
+    return float(round_half_away(np.float32(x)))
+
+
+_LIBM = None
+
+
+def _libm():
+    global _LIBM
+    if _LIBM is None:
+        lib = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+        for name, t in (("expf", ctypes.c_float), ("logf", ctypes.c_float), ("exp", ctypes.c_double)):
+            f = getattr(lib, name)
+            f.restype, f.argtypes = t, [t]
+        _LIBM = lib
+    return _LIBM
+
+
+def _expf(x) -> np.float32:
+    try:
+        return np.float32(_libm().expf(float(x)))
+    except OSError:  # no libm to call: numpy's expf (may differ from glibc by an ulp)
+        return np.exp(np.float32(x))
+
+
+def _exp(x: float) -> float:
+    try:
+        return float(_libm().exp(float(x)))
+    except OSError:
+        return math.exp(x)
+
+
+def _logf(x) -> np.float32:
+    try:
+        return np.float32(_libm().logf(float(x)))
+    except OSError:
+        return np.log(np.float32(x))
+
+
+# -- gemmlowp fixed point (int32 values held in int64 arrays) ---------------------------------------
+
+def _wrap32(x):
+    """int32 wrap-around of C's non-saturating int32 arithmetic."""
+    return ((np.asarray(x, np.int64) + 2 ** 31) & 0xFFFFFFFF) - 2 ** 31
+
+
+def _sat_shift_left(x, exponent: int):
+    """gemmlowp SaturatingRoundingMultiplyByPOT<exponent> for exponent > 0 (int32)."""
+    if exponent == 0:
+        return x
+    threshold = (1 << (31 - exponent)) - 1
+    r = _wrap32(x * (1 << exponent))
+    r = np.where(x > threshold, INT32_MAX, r)
+    return np.where(x < -threshold, INT32_MIN, r)
+
+
+def _rescale(x, src_bits: int, dst_bits: int):
+    e = src_bits - dst_bits
+    return _sat_shift_left(x, e) if e >= 0 else _rdbpot(x, -e)
+
+
+def _rounding_half_sum(a, b):
+    s = np.asarray(a, np.int64) + b
+    s = s + np.where(s >= 0, 1, -1)
+    return np.where(s >= 0, s // 2, -((-s) // 2))  # C division truncates
+
+
+def exp_on_interval_between_negative_one_quarter_and_0_excl(a):
+    """exp(a) for a in [-1/4, 0), Q0.31 in and out."""
+    constant_term = 1895147668
+    constant_1_over_3 = 715827883
+    x = _wrap32(a + (1 << 28))
+    x2 = _srdhm(x, x)
+    x3 = _srdhm(x2, x)
+    x4 = _srdhm(x2, x2)
+    x4_over_4 = _rdbpot(x4, 2)
+    poly = _rdbpot(_wrap32(_srdhm(_wrap32(x4_over_4 + x3), constant_1_over_3) + x2), 1)
+    return _wrap32(constant_term + _srdhm(constant_term, _wrap32(x + poly)))
+
+
+def exp_on_negative_values(a, integer_bits: int):
+    """gemmlowp::exp_on_negative_values: Q(integer_bits) input <= 0, Q0.31 output."""
+    a = np.asarray(a, np.int64)
+    frac = 31 - integer_bits
+    one_quarter = 1 << (frac - 2)
+    a_mod = _wrap32((a & (one_quarter - 1)) - one_quarter)
+    result = exp_on_interval_between_negative_one_quarter_and_0_excl(_rescale(a_mod, integer_bits, 0))
+    remainder = _wrap32(a_mod - a)
+    for exponent, mult in ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308),
+                           (2, 39332535), (3, 720401), (4, 242)):
+        if integer_bits > exponent:
+            bit = 1 << (frac + exponent)
+            result = np.where(remainder & bit, _srdhm(result, mult), result)
+    if integer_bits > 5:
+        result = np.where(a < -(1 << (36 - integer_bits)), 0, result)
+    return np.where(a == 0, INT32_MAX, result)
+
+
+def _newton_reciprocal_x(a):
+    """The Newton-Raphson core shared by 1/(1+x) and (1-x)/(1+x): returns (x in Q2.29)."""
+    half_denominator = _rounding_half_sum(a, INT32_MAX)
+    x = _wrap32(1515870810 + _srdhm(half_denominator, -1010580540))
+    for _ in range(3):
+        hdx = _srdhm(half_denominator, x)
+        one_minus = _wrap32((1 << 29) - hdx)
+        x = _wrap32(x + _rescale(_srdhm(x, one_minus), 4, 2))
+    return x
+
+
+def one_over_one_plus_x_for_x_in_0_1(a):
+    return _rescale(_newton_reciprocal_x(a), 1, 0)        # ExactMulByPot<-1>: Q2 -> Q1
+
+
+def one_minus_x_over_one_plus_x_for_x_in_0_1(a):
+    return _rescale(_wrap32(_newton_reciprocal_x(a) - (1 << 29)), 2, 0)
+
+
+def fixed_tanh(a, integer_bits: int):
+    a = np.asarray(a, np.int64)
+    neg = a < 0
+    n = np.where(neg, a, _wrap32(-a))
+    t = one_minus_x_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(n, integer_bits + 1))
+    return np.where(a == 0, 0, np.where(neg, _wrap32(-t), t))
+
+
+def fixed_logistic(a, integer_bits: int):
+    a = np.asarray(a, np.int64)
+    pos = a > 0
+    abs_in = np.where(pos, a, _wrap32(-a))
+    r_pos = one_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(_wrap32(-abs_in), integer_bits))
+    r_neg = _wrap32(INT32_MAX - r_pos)
+    return np.where(a == 0, 1 << 30, np.where(pos, r_pos, r_neg))
+
+
+def get_reciprocal(x, x_integer_digits: int):
+    """TFLite GetReciprocal: (Q0.31 reciprocal scale, num_bits_over_unit) per element of x > 0."""
+    x = np.asarray(x, np.int64)
+    headroom_plus_one = _clz32(x)
+    num_bits_over_unit = x_integer_digits - headroom_plus_one
+    shifted = _wrap32(((x << headroom_plus_one) & 0xFFFFFFFF) - (1 << 31))
+    return one_over_one_plus_x_for_x_in_0_1(shifted), num_bits_over_unit
+
+
+def _clz32(x):
+    """Count leading zeros of the uint32 view (32 for 0); frexp is exact on integers < 2^53."""
+    x = np.asarray(x, np.int64) & 0xFFFFFFFF
+    return 32 - np.frexp(x.astype(np.float64))[1].astype(np.int64)
+
+
+# -- LUTs and tables --------------------------------------------------------------------------------
+
+# sigmoid(i / 24) in Q0.16, the table TFLite's int16 LOGISTIC and TANH interpolate
+# (sigmoid_table_uint16 in kernels/internal/common.h). Data, not a formula: no simple rounding of
+# 65536 * sigmoid(i / 24) reproduces all 256 entries.
+SIGMOID_TABLE_UINT16 = np.array([
+    32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498, 40149, 40794,
+    41432, 42064, 42688, 43304, 43912, 44511, 45102, 45683, 46255, 46817, 47369, 47911, 48443,
+    48964, 49475, 49975, 50464, 50942, 51409, 51865, 52311, 52745, 53169, 53581, 53983, 54374,
+    54755, 55125, 55485, 55834, 56174, 56503, 56823, 57133, 57433, 57724, 58007, 58280, 58544,
+    58800, 59048, 59288, 59519, 59743, 59959, 60168, 60370, 60565, 60753, 60935, 61110, 61279,
+    61441, 61599, 61750, 61896, 62036, 62172, 62302, 62428, 62549, 62666, 62778, 62886, 62990,
+    63090, 63186, 63279, 63368, 63454, 63536, 63615, 63691, 63765, 63835, 63903, 63968, 64030,
+    64090, 64148, 64204, 64257, 64308, 64357, 64405, 64450, 64494, 64536, 64576, 64614, 64652,
+    64687, 64721, 64754, 64786, 64816, 64845, 64873, 64900, 64926, 64950, 64974, 64997, 65019,
+    65039, 65060, 65079, 65097, 65115, 65132, 65149, 65164, 65179, 65194, 65208, 65221, 65234,
+    65246, 65258, 65269, 65280, 65291, 65301, 65310, 65319, 65328, 65337, 65345, 65352, 65360,
+    65367, 65374, 65381, 65387, 65393, 65399, 65404, 65410, 65415, 65420, 65425, 65429, 65433,
+    65438, 65442, 65445, 65449, 65453, 65456, 65459, 65462, 65465, 65468, 65471, 65474, 65476,
+    65479, 65481, 65483, 65485, 65488, 65489, 65491, 65493, 65495, 65497, 65498, 65500, 65501,
+    65503, 65504, 65505, 65507, 65508, 65509, 65510, 65511, 65512, 65513, 65514, 65515, 65516,
+    65517, 65517, 65518, 65519, 65520, 65520, 65521, 65522, 65522, 65523, 65523, 65524, 65524,
+    65525, 65525, 65526, 65526, 65526, 65527, 65527, 65528, 65528, 65528, 65529, 65529, 65529,
+    65529, 65530, 65530, 65530, 65530, 65531, 65531, 65531, 65531, 65531, 65532, 65532, 65532,
+    65532, 65532, 65532, 65533, 65533, 65533, 65533, 65533, 65533, 65533, 65533, 65534, 65534,
+    65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65535], np.int64)
+
+
+def lut_populate_int16(fn, input_scale, input_zp: int, output_scale, output_zp: int,
+                       float_type=np.float64) -> np.ndarray:
+    """TFLite's LUTPopulateInt16<FloatT>: 512 interpolation nodes plus one, biased so that linear
+    interpolation at the midpoints has half the error. `fn` maps a FloatT scalar to FloatT."""
+    F = float_type
+    s_in, s_out = F(input_scale), F(output_scale)
+    input_min = s_in * F(-32768 - input_zp)
+    input_max = s_in * F(32767 - input_zp)
+    output_min = s_out * F(-32768 - output_zp)
+    output_max = s_out * F(32767 - output_zp)
+    step = (input_max - input_min) / F(512)
+    half_step = step / F(2)
+    inv = F(65536) / (output_max - output_min)
+    rnd = lambda v: F(round_half_away(v))  # noqa: E731  (round of a FloatT value)
+    lut = np.zeros(513, np.int64)
+    for i in range(512):
+        val = F(fn(input_min + F(i) * step))
+        val_mid = F(fn(input_min + F(i) * step + half_step))
+        val_next = F(fn(input_min + F(i + 1) * step))
+        sample = rnd(val * inv)
+        mid_interp = rnd((val_next * inv + rnd(val * inv)) / F(2))
+        mid_val = rnd(val_mid * inv)
+        bias = rnd((mid_interp - mid_val) / F(2))
+        lut[i] = int(min(max(sample - bias, F(-32768)), F(32767)))
+    lut[512] = int(min(max(rnd(F(fn(input_max)) * inv), F(-32768)), F(32767)))
+    return lut
+
+
+def lut_lookup_int16(value, lut: np.ndarray):
+    """TFLite LUTLookup(int16, 513-entry LUT): 9-bit index, 7-bit linear interpolation."""
+    value = np.asarray(value, np.int64)
+    index = 256 + (value >> 7)
+    offset = value & 0x7F
+    base = lut[index]
+    slope = lut[index + 1] - base
+    return ((base + ((slope * offset + 64) >> 7)) + 32768) % 65536 - 32768
+
+
+def checked_log2(x) -> tuple[bool, int]:
+    """TFLite CheckedLog2 (float logf arithmetic): (is power of two within 1e-3, rounded log2)."""
+    x_log2 = _logf(x) * (np.float32(1.0) / _logf(np.float32(2.0)))
+    rounded = np.float32(round_half_away(x_log2))
+    return bool(abs(x_log2 - rounded) < np.float32(1e-3)), int(rounded)
+
+
+# -- RELU, RELU6 ------------------------------------------------------------------------------------
+
+def _relu_ref(op: Op, xs, ins, outs):
+    x, inp, out = xs[0], ins[0], outs[0]
+    if out.dtype == "float32":
+        return [np.maximum(x, np.float32(0)).astype(np.float32)]
+    _check_quant(ins, outs)
+    # activations_common.cc CalculateReluOpData: multiplier s_in / s_out in double.
+    m, s = quantize_multiplier(float(_scale(inp)) / float(_scale(out)))
+    info = _info(out.dtype)
+    lo = max(info.min, _zp(out) + int(_roundf(np.float32(0) / _scale(out))))
+    y = _zp(out) + _mbqm(np.asarray(x, np.int64) - _zp(inp), m, s)
+    return [np.clip(y, lo, info.max).astype(out.dtype)]
+
+
+def _relu6_ref(op: Op, xs, ins, outs):
+    x, inp, out = xs[0], ins[0], outs[0]
+    if out.dtype == "float32":
+        return [np.clip(x, np.float32(0), np.float32(6)).astype(np.float32)]
+    _check_quant(ins, outs)
+    # TFLM Relu6Prepare/Relu6Quantized: clamp the raw input to [zp, FloatToQuantizedType(6)]
+    # in the input's quantization; the output's quantization is not read (out_quant="same").
+    info = _info(inp.dtype)
+    six = int(np.float32(round_half_away(np.float32(6.0) / _scale(inp))) + np.float32(_zp(inp)))
+    six = min(max(six, info.min), info.max)
+    return [np.clip(np.asarray(x, np.int64), _zp(inp), six).astype(out.dtype)]
+
+
+# -- LOGISTIC, TANH ---------------------------------------------------------------------------------
+
+def _q4_input_params(inp: Tensor):
+    """TFLM int8 LOGISTIC/TANH prepare: input scale * 2^27 as a Q31 multiplier and left shift, and
+    the input radius beyond which the output saturates."""
+    q, left_shift = math.frexp(float(_scale(inp)) * float(1 << 27))
+    mult = int(math.copysign(math.floor(abs(q) * 2 ** 31 + 0.5), q))
+    if mult == 2 ** 31:  # static_cast<int32_t> of 2^31 (out of range: x86 gives INT32_MIN)
+        mult = INT32_MIN
+    radius = int(math.floor(15.0 * float(1 << 27) / 2.0 ** left_shift))
+    return mult, left_shift, radius
+
+
+def _int16_lut_input_params(inp: Tensor, pot_shifts: tuple[int, ...]):
+    """LOGISTIC/TANH int16 prepare: (multiplier, left shift) rescaling the input to 1/(3*4096)."""
+    pot, log2 = checked_log2(_scale(inp))
+    left_shift = 12 + log2
+    if pot and left_shift in pot_shifts:
+        return 3 << left_shift, 0
+    mult = float(_scale(inp)) * 4096.0 * 3.0
+    left_shift = 0
+    while mult <= 32767.0 / 2.0 and left_shift <= 30:
+        left_shift += 1
+        mult *= 2.0
+    return int(mult), left_shift
+
+
+def _int16_rescale(x, mult: int, shift: int):
+    rnd = (1 << (shift - 1)) if shift > 0 else 0
+    return _wrap32(np.asarray(x, np.int64) * mult + rnd) >> shift
+
+
+def _logistic_ref(op: Op, xs, ins, outs):
+    x, inp, out = xs[0], ins[0], outs[0]
+    if out.dtype == "float32":
+        v = np.asarray(x, np.float64)
+        y = np.where(v > 16.619047164916992, 1.0, np.where(v < -9.0, np.exp(v), 1.0 / (1.0 + np.exp(-v))))
+        return [y.astype(np.float32)]
+    _check_quant(ins, outs, symmetric16=out.dtype == "int16")
+    if out.dtype == "int8":
+        mult, shift, radius = _q4_input_params(inp)
+        d = np.asarray(x, np.int64) - _zp(inp)
+        q4 = _mbqm(np.clip(d, -radius, radius), mult, shift)
+        y = _rdbpot(fixed_logistic(q4, 4), 23) - 128
+        y = np.where(d <= -radius, -128, np.where(d >= radius, 127, np.clip(y, -128, 127)))
+        return [y.astype(np.int8)]
+    mult, shift = _int16_lut_input_params(inp, (0,))
+    v = _int16_rescale(x, mult, shift)
+    a = np.abs(v)
+    uh = a >> 9
+    idx = np.minimum(uh, 254)
+    ua, ub = SIGMOID_TABLE_UINT16[idx], SIGMOID_TABLE_UINT16[idx + 1]
+    r = np.where(uh >= 255, 0x7FFF << 10, (ua << 9) + (a & 0x1FF) * (ub - ua))
+    r = np.where(v >= 0, r + (1 << 9), (1 << 25) - r + (1 << 9) - 1) >> 10
+    return [r.astype(np.int16)]
+
+
+def _tanh_ref(op: Op, xs, ins, outs):
+    x, inp, out = xs[0], ins[0], outs[0]
+    if out.dtype == "float32":
+        return [np.tanh(np.asarray(x, np.float64)).astype(np.float32)]
+    _check_quant(ins, outs, symmetric16=out.dtype == "int16")
+    if out.dtype == "int8":
+        mult, shift, radius = _q4_input_params(inp)
+        d = np.asarray(x, np.int64) - _zp(inp)
+        q4 = _mbqm(np.clip(d, -radius, radius), mult, shift)
+        y = np.clip(_rdbpot(fixed_tanh(q4, 4), 24), -128, 127)
+        y = np.where(d <= -radius, -128, np.where(d >= radius, 127, y))
+        return [y.astype(np.int8)]
+    mult, shift = _int16_lut_input_params(inp, (0, 1))
+    v = _int16_rescale(x, mult, shift)
+    a = np.abs(v)
+    uh = a >> 8
+    idx = np.minimum(uh, 254)
+    ua, ub = SIGMOID_TABLE_UINT16[idx], SIGMOID_TABLE_UINT16[idx + 1]
+    r = np.where(uh >= 255, 0xFFFF << 8, (ua << 8) + (a & 0xFF) * (ub - ua))
+    r = np.where(v >= 0, r - (1 << 23) + (1 << 7), -r + (1 << 23) + (1 << 7) - 1) >> 8
+    return [r.astype(np.int16)]
+
+
+# -- HARD_SWISH -------------------------------------------------------------------------------------
+
+def _downscale_q31_to_q15(m: int) -> int:
+    """DownScaleInt32ToInt16Multiplier."""
+    if m >= INT32_MAX - (1 << 15):
+        return 32767
+    return (m + (1 << 15)) >> 16
+
+
+def hard_swish_params(inp: Tensor, out: Tensor):
+    """HardSwishPrepare (float arithmetic as in TFLM/LiteRT): Q15 output and "reluish" multipliers."""
+    hires = np.float32(1.0 / 128.0) * _scale(inp)
+    out_m, out_e = quantize_multiplier(float(hires / _scale(out)))
+    relu_m, relu_e = quantize_multiplier(float(hires / (np.float32(3.0) / np.float32(32768.0))))
+    if out_e > 0:
+        raise ValueError("HARD_SWISH: output scale too small for the input scale")
+    return _downscale_q31_to_q15(out_m), out_e, _downscale_q31_to_q15(relu_m), relu_e
+
+
+def _i16(x):
+    return ((np.asarray(x, np.int64) + 32768) & 0xFFFF) - 32768
+
+
+def _srdhm16(a, b):
+    a = np.asarray(a, np.int64)
+    ab = a * b
+    nudge = np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
+    s = ab + nudge
+    hi = _i16(np.where(s >= 0, s >> 15, -((-s) >> 15)))
+    return np.where((a == b) & (a == -32768), 32767, hi)
+
+
+def _sat_left_shift16(x, amount: int):
+    return np.clip(np.asarray(x, np.int64) * (1 << amount), -32768, 32767)
+
+
+def _hard_swish_ref(op: Op, xs, ins, outs):
+    x, inp, out = xs[0], ins[0], outs[0]
+    if out.dtype == "float32":
+        v = np.asarray(x, np.float32)
+        return [(v * np.minimum(np.float32(6), np.maximum(np.float32(0), v + np.float32(3)))
+                 / np.float32(6)).astype(np.float32)]
+    _check_quant(ins, outs, symmetric16=False)
+    out_m, out_e, relu_m, relu_e = hard_swish_params(inp, out)
+    v = _i16(np.asarray(x, np.int64) - _zp(inp))
+    hires = _i16(v * (1 << 7))
+    preshift_out = _srdhm16(hires, out_m)
+    r = hires
+    if relu_e > 0:
+        r = _sat_left_shift16(r, relu_e - 1)
+    r = _srdhm16(r, relu_m)
+    if relu_e > 0:
+        r = _sat_left_shift16(r, 1)
+    if relu_e < 0:
+        r = _rdbpot(r, -relu_e)
+    r = (r + (1 << 15)) >> 1
+    # SaturatingDoublingHighMul: truncating (C division) instead of rounding.
+    ab = r * preshift_out
+    p = _i16(np.where(ab >= 0, ab >> 15, -((-ab) >> 15)))
+    p = np.where((r == preshift_out) & (r == -32768), 32767, p)
+    y = _i16(_rdbpot(p, -out_e) + _zp(out))
+    info = _info(out.dtype)
+    return [np.clip(y, info.min, info.max).astype(out.dtype)]
+
+
+# -- SOFTMAX ----------------------------------------------------------------------------------------
+
+def softmax_int8_params(inp: Tensor, beta: float):
+    """PreprocessSoftmaxScaling(beta, s_in, 5) and diff_min = -CalculateInputRadius(5, shift)."""
+    real = min(float(np.float32(beta)) * float(_scale(inp)) * float(1 << 26), float((1 << 31) - 1))
+    mult, shift = quantize_multiplier(real)
+    diff_min = -int(math.floor(31.0 * float(1 << 26) / 2.0 ** shift))
+    return mult, shift, diff_min
+
+
+_SOFTMAX16_LUTS: dict = {}
+
+
+def softmax_int16_luts(flavor: str = "tflm"):
+    """The exp LUT on [-10, 0] and the 1/(1+x) LUT on [0, 1], both onto [-1, 1] in Q15.
+
+    TFLM builds them with LUTPopulate<float> (float arithmetic, expf); LiteRT's SoftmaxPrepare with
+    the double overload (exp), "for backward compatibility". Two entries of the 1/(1+x) table
+    differ, which moves ~1 in 10^4 int16 outputs by 1 LSB.
+    """
+    if flavor not in _SOFTMAX16_LUTS:
+        rng = 65535
+        if flavor == "tflm":
+            f32 = np.float32
+            exp_lut = lut_populate_int16(_expf, f32(10.0) / f32(rng), 32767, f32(2.0) / f32(rng), 0,
+                                         np.float32)
+            inv_lut = lut_populate_int16(lambda v: f32(1) / (f32(1) + v), f32(1.0) / f32(rng), -32768,
+                                         f32(2.0) / f32(rng), 0, np.float32)
+        elif flavor == "litert":
+            exp_lut = lut_populate_int16(lambda v: _exp(float(v)), 10.0 / rng, 32767, 2.0 / rng, 0)
+            inv_lut = lut_populate_int16(lambda v: 1.0 / (1.0 + v), 1.0 / rng, -32768, 2.0 / rng, 0)
+        else:
+            raise ValueError(flavor)
+        _SOFTMAX16_LUTS[flavor] = (exp_lut, inv_lut)
+    return _SOFTMAX16_LUTS[flavor]
+
+
+def softmax_int16(x, input_scale, beta: float, flavor: str = "tflm") -> np.ndarray:
+    """SoftmaxInt16 over the last axis, int16 in (zero point 0) -> Q15 out. `flavor` picks TFLM's
+    (the reference) or LiteRT's LUTs and input-multiplier arithmetic (s_in * beta is a float
+    product in LiteRT, a double one in TFLM)."""
+    exp_lut, inv_lut = softmax_int16_luts(flavor)
+    s, b = np.float32(input_scale), np.float32(beta)
+    real = float(s * b) if flavor == "litert" else float(s) * float(b)
+    mult, shift = quantize_multiplier(real / (10.0 / 65535.0))
+    x = np.asarray(x, np.int64)
+    scaled = _mbqm(x - x.max(axis=-1, keepdims=True), mult, shift) + 32767
+    e = lut_lookup_int16(np.clip(scaled, -32768, 32767), exp_lut)
+    total = e.sum(axis=-1, keepdims=True)
+    hpo = _clz32(total)
+    shifted = ((total << (hpo - 1)) + (1 << 13)) >> 14
+    recip = lut_lookup_int16(np.clip(shifted - (1 << 15) - (1 << 16), -32768, 32767), inv_lut)
+    right = 31 - hpo
+    y = (e * recip + (np.int64(1) << (right - 1))) >> right
+    return np.clip(y, 0, 32767).astype(np.int16)
+
+
+def _softmax_ref(op: Op, xs, ins, outs):
+    x, inp, out = xs[0], ins[0], outs[0]
+    beta = float(np.float32(op.attrs.get("beta", 1.0)))
+    if out.dtype == "float32":
+        v = np.asarray(x, np.float64)
+        e = np.exp((v - v.max(axis=-1, keepdims=True)) * beta)
+        return [(e / e.sum(axis=-1, keepdims=True)).astype(np.float32)]
+    _check_quant(ins, outs)
+    if out.dtype == "int16":
+        return [softmax_int16(x, _scale(inp), beta)]
+    x = np.asarray(x, np.int64)
+    diff = x - x.max(axis=-1, keepdims=True)
+    mult, shift, diff_min = softmax_int8_params(inp, beta)
+    if shift < 0:  # QuantizeMultiplierGreaterThanOne's check
+        raise ValueError("SOFTMAX: beta * input scale too small")
+    keep = diff >= diff_min
+    scaled = _srdhm(_wrap32(np.where(keep, diff, 0) * (1 << shift)), mult)        # Q5.26
+    e = exp_on_negative_values(scaled, 5)                                           # Q0.31
+    total = _wrap32(np.where(keep, _rdbpot(e, 12), 0).sum(axis=-1, keepdims=True))  # Q12.19
+    recip, bits_over_unit = get_reciprocal(total, 12)
+    if (bits_over_unit + 31 - 8 > 31).any():
+        # TFLite's TFLITE_CHECK(exponent <= 31): LiteRT and TFLM both abort here.
+        raise ValueError("SOFTMAX int8: a row's sum of exp(beta * s_in * (x - max)) reaches 512; "
+                         "TFLite's int8 kernel aborts on it (too many classes near the maximum for "
+                         "this input scale and beta)")
+    y = _rdbpot(_srdhm(recip, e), bits_over_unit + 31 - 8) - 128
+    return [np.where(keep, np.clip(y, -128, 127), -128).astype(np.int8)]
+
+
+# -- PRELU, LEAKY_RELU ------------------------------------------------------------------------------
+
+def _prelu_shape(op: Op, ins):
+    return [tuple(np.broadcast_shapes(ins[0].shape, ins[1].shape))]
+
+
+def _prelu_ref(op: Op, xs, ins, outs):
+    x, alpha = xs[0], xs[1]
+    inp, at, out = ins[0], ins[1], outs[0]
+    if out.dtype == "float32":
+        x = np.asarray(x, np.float32)
+        return [np.where(x >= 0, x, x * np.asarray(alpha, np.float32)).astype(np.float32)]
+    _check_quant(ins, outs, symmetric16=False)
+    if at.quant is None or at.quant.per_channel:
+        raise ValueError("PRELU: alpha must be quantized per tensor")
+    # prelu_common.cc CalculatePreluParams: both multipliers in double.
+    m1, s1 = quantize_multiplier(float(_scale(inp)) / float(_scale(out)))
+    m2, s2 = quantize_multiplier(float(_scale(inp)) * float(_scale(at)) / float(_scale(out)))
+    v = np.asarray(x, np.int64) - _zp(inp)
+    a = np.asarray(alpha, np.int64) - _zp(at)
+    y = np.where(v >= 0, _mbqm(v, m1, s1), _mbqm(v * a, m2, s2)) + _zp(out)
+    info = _info(out.dtype)
+    return [np.clip(y, info.min, info.max).astype(out.dtype)]
+
+
+def leaky_relu_params(inp: Tensor, out: Tensor, alpha: float):
+    """TFLM LeakyReluPrepare: s_in * alpha / s_out and s_in / s_out in double (LiteRT evaluates
+    both as float expressions; the TFLM we test against matches the double ones on every value)."""
+    s_in, s_out, a = float(_scale(inp)), float(_scale(out)), float(np.float32(alpha))
+    return quantize_multiplier(s_in * a / s_out), quantize_multiplier(s_in / s_out)
+
+
+def _leaky_relu_ref(op: Op, xs, ins, outs):
+    x, inp, out = xs[0], ins[0], outs[0]
+    alpha = op.attrs.get("alpha", 0.0)
+    if out.dtype == "float32":
+        x = np.asarray(x, np.float32)
+        return [np.where(x > 0, x, x * np.float32(alpha)).astype(np.float32)]
+    _check_quant(ins, outs)
+    (ma, sa), (mi, si) = leaky_relu_params(inp, out, alpha)
+    v = np.asarray(x, np.int64) - _zp(inp)
+    # TFLM's QuantizeLeakyRelu keeps the multiplier non-negative: a negative alpha is applied as
+    # -(x * |M|). SRDHM rounds ties asymmetrically, so this differs from LiteRT's x * M on ties.
+    if ma < 0:
+        neg = _wrap32(-_mbqm(v, _wrap32(-ma), sa))
+    else:
+        neg = _mbqm(v, ma, sa)
+    y = np.where(v >= 0, _mbqm(v, mi, si), neg) + _zp(out)
+    info = _info(out.dtype)
+    return [np.clip(y, info.min, info.max).astype(out.dtype)]
+
+
+_I8_I16 = ("int8", "int16")
+register(OpDef("RELU", _same_shape, _relu_ref, quant_dtypes=_I8_I16))
+register(OpDef("RELU6", _same_shape, _relu6_ref, out_quant="same", quant_dtypes=_I8_I16))
+register(OpDef("LOGISTIC", _same_shape, _logistic_ref, quant_dtypes=_I8_I16,
+               out_quant={"int8": (1.0 / 256, -128), "int16": (1.0 / 32768, 0)}))
+register(OpDef("TANH", _same_shape, _tanh_ref, quant_dtypes=_I8_I16,
+               out_quant={"int8": (1.0 / 128, 0), "int16": (1.0 / 32768, 0)}))
+register(OpDef("HARD_SWISH", _same_shape, _hard_swish_ref, options="HardSwishOptions"))
+register(OpDef("SOFTMAX", _same_shape, _softmax_ref, options="SoftmaxOptions", quant_dtypes=_I8_I16,
+               out_quant={"int8": (1.0 / 256, -128), "int16": (1.0 / 32768, 0)}))
+register(OpDef("PRELU", _prelu_shape, _prelu_ref, weights={1: None}))
+register(OpDef("LEAKY_RELU", _same_shape, _leaky_relu_ref, options="LeakyReluOptions",
+               quant_dtypes=_I8_I16))

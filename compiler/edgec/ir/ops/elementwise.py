@@ -1,1 +1,130 @@
-"""(being written)"""
+"""Binary elementwise arithmetic: ADD, SUB, MUL, with numpy broadcasting and fused activations.
+
+Integer semantics are TFLite Micro's reference kernels (add_common.cc, sub_common.cc, mul_common.cc
+with reference/add.h, sub.h, integer_ops/mul.h), which LiteRT's BUILTIN_REF kernels share except for
+how the real multipliers are computed at prepare time:
+
+  ADD, SUB  both compute the multipliers in double (older TFLM sub_common.cc did it in float;
+            the TFLM we test against matches the double computation on every value).
+  MUL       TFLM computes s1 * s2 / so in double; LiteRT multiplies and divides the floats. The
+            Q31 multipliers then differ in their low bits and LiteRT can be 1 LSB off TFLM on a
+            few values.
+
+We follow TFLM (the C backend must equal it). int16 ("16x8") operands are symmetric; ADD/SUB int16
+always take the general-scale path (left shift 15) as TFLM does -- LiteRT switches to a power-of-two
+path (shift the finer input, saturating add) when pot_scale_int16 is set (the schema default) and
+every scale is a power of two, a case TFLM does not have; there LiteRT is 1 LSB off on ~10% of the
+values. Measured LiteRT-vs-TFLM differences for MUL over 2000 random quantizations: int8 66 of 131M
+values (9 quantizations affected), int16 15882 of 131M, never more than 1 LSB.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import OpDef, register
+from ..graph import Op
+from ..quant import activation_range, multiply_by_quantized_multiplier, quantize_multiplier
+from ..tensor import Tensor
+
+
+def _scale(t: Tensor) -> np.float32:
+    return np.float32(t.quant.scale[0])
+
+
+def _zp(t: Tensor) -> int:
+    return int(t.quant.zero_point[0])
+
+
+def _binary_shape(op: Op, ins):
+    return [tuple(np.broadcast_shapes(ins[0].shape, ins[1].shape))]
+
+
+def _out_size(op: Op, ins, outs) -> int:
+    return int(np.prod(outs[0].shape, dtype=np.int64))
+
+
+def _act(op: Op) -> str:
+    return op.attrs.get("fused_activation_function", "NONE")
+
+
+def _float_act(y: np.ndarray, act: str) -> np.ndarray:
+    lo, hi = activation_range(act, "float32")
+    if act != "NONE":
+        y = np.clip(y, np.float32(lo), np.float32(hi))
+    return y.astype(np.float32)
+
+
+def _quant_act(y: np.ndarray, act: str, out: Tensor) -> np.ndarray:
+    lo, hi = activation_range(act, out.dtype, _scale(out), _zp(out))
+    return np.clip(y, lo, hi).astype(out.dtype)
+
+
+def _check_quant(ins, outs):
+    for t in (*ins[:2], outs[0]):
+        if t.quant is None or t.quant.per_channel:
+            raise ValueError(f"{t.name}: quantized elementwise ops need per-tensor quantization")
+    if outs[0].dtype == "int16" and any(_zp(t) != 0 for t in (*ins[:2], outs[0])):
+        raise ValueError("int16 elementwise ops need zero points of 0 (symmetric 16x8)")
+
+
+# -- ADD / SUB --------------------------------------------------------------------------------------
+
+def add_sub_params(in1: Tensor, in2: Tensor, out: Tensor):
+    """(left_shift, (m1, s1), (m2, s2), (mo, so)) as TFLM's CalculateOpDataAdd / CalculateOpDataSub:
+    input multipliers s_i / (2 max(s1, s2)) and output multiplier 2 max(s1, s2) / (2^left_shift so),
+    all in double."""
+    left_shift = 15 if out.dtype == "int16" else 20
+    a, b, o = float(_scale(in1)), float(_scale(in2)), float(_scale(out))
+    twice = 2.0 * max(a, b)
+    r1, r2 = a / twice, b / twice
+    ro = twice / (float(1 << left_shift) * o)
+    mults = [quantize_multiplier(r) for r in (r1, r2, ro)]
+    for m, s in mults:
+        if s > 0:  # QuantizeMultiplierSmallerThanOneExp's TFLITE_CHECK
+            raise ValueError("ADD/SUB rescale multiplier >= 1: output scale too small for the inputs")
+    return left_shift, mults[0], mults[1], mults[2]
+
+
+def _add_sub_ref(sub: bool):
+    def ref(op: Op, xs, ins, outs):
+        out = outs[0]
+        a, b = xs[0], xs[1]
+        if out.dtype == "float32":
+            y = np.subtract(a, b, dtype=np.float32) if sub else np.add(a, b, dtype=np.float32)
+            return [_float_act(y, _act(op))]
+        _check_quant(ins, outs)
+        ls, (m1, s1), (m2, s2), (mo, so) = add_sub_params(ins[0], ins[1], out)
+        va = (np.asarray(a, np.int64) - _zp(ins[0])) << ls
+        vb = (np.asarray(b, np.int64) - _zp(ins[1])) << ls
+        sa = multiply_by_quantized_multiplier(va, m1, s1)
+        sb = multiply_by_quantized_multiplier(vb, m2, s2)
+        raw = sa - sb if sub else sa + sb
+        y = multiply_by_quantized_multiplier(raw, mo, so) + _zp(out)
+        return [_quant_act(y, _act(op), out)]
+    return ref
+
+
+# -- MUL --------------------------------------------------------------------------------------------
+
+def mul_params(in1: Tensor, in2: Tensor, out: Tensor) -> tuple[int, int]:
+    """TFLM's mul_common.cc: s1 * s2 / so in double (LiteRT's mul.cc multiplies the floats)."""
+    return quantize_multiplier(float(_scale(in1)) * float(_scale(in2)) / float(_scale(out)))
+
+
+def _mul_ref(op: Op, xs, ins, outs):
+    out = outs[0]
+    if out.dtype == "float32":
+        return [_float_act(np.multiply(xs[0], xs[1], dtype=np.float32), _act(op))]
+    _check_quant(ins, outs)
+    m, s = mul_params(ins[0], ins[1], out)
+    prod = (np.asarray(xs[0], np.int64) - _zp(ins[0])) * (np.asarray(xs[1], np.int64) - _zp(ins[1]))
+    y = multiply_by_quantized_multiplier(prod, m, s) + _zp(out)
+    return [_quant_act(y, _act(op), out)]
+
+
+register(OpDef("ADD", _binary_shape, _add_sub_ref(False), options="AddOptions", macs=_out_size,
+               quant_dtypes=("int8", "int16")))
+register(OpDef("SUB", _binary_shape, _add_sub_ref(True), options="SubOptions", macs=_out_size,
+               quant_dtypes=("int8", "int16")))
+register(OpDef("MUL", _binary_shape, _mul_ref, options="MulOptions", macs=_out_size,
+               quant_dtypes=("int8", "int16")))
