@@ -18,6 +18,22 @@ from ..tensor import Tensor
 Shapes = list[tuple[int, ...]]
 
 
+@dataclass
+class CCall:
+    """What an op's C emitter returns: one kernel call in the generated model.c.
+
+    `kernel` names the kernel file (kernels/<variant>/<kernel>.c) and function; `params` is the
+    struct type and its fields (C expressions), stored as a static const in flash and passed by
+    pointer as the first argument; `args` are the remaining argument expressions; `scratch` is the
+    bytes of scratch the chosen variant needs (the planner gives it arena space for this op only).
+    """
+    kernel: str
+    args: list[str]
+    params: tuple[str, dict] | None = None
+    scratch: int = 0
+    headers: tuple[str, ...] = ()
+
+
 def _no_macs(op: Op, ins: list[Tensor | None], outs: list[Tensor]) -> int:
     return 0
 
@@ -44,6 +60,11 @@ class OpDef:
     quant_dtypes: tuple[str, ...] = ("int8",)
     # inputs that are integer operands (shapes, axes, paddings), never quantized
     int_operands: tuple[int, ...] = ()
+    # (op, input tensors, output tensors, emit context) -> CCall; see backends/c/emit.py
+    c: Callable | None = None
+    # the output may share the input's memory (element-wise ops whose kernel reads each element
+    # before writing it); "alias" means the output IS the input's bytes (reshapes)
+    inplace: str | None = None
 
 
 REGISTRY: dict[str, OpDef] = {}

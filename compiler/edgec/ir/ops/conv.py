@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import OpDef, register
+from . import CCall, OpDef, register
+from ...errors import EdgecError
 from ..graph import Op
 from ..quant import (activation_range, multiply_by_quantized_multiplier,
                      multiply_by_quantized_multiplier_int64, quantize_multipliers)
@@ -315,9 +316,28 @@ def _fc_macs(op, ins, outs):
     return int(np.prod(ins[0].shape, dtype=np.int64)) // i * o * i
 
 
+def _fc_c(op, ins, outs, cx):
+    it, wt, bt, ot = ins[0], ins[1], _tensor(ins, 2), outs[0]
+    o, i = wt.shape
+    act = op.attrs["fused_activation_function"]
+    dims = {"batches": it.size // i, "in_features": i, "out_features": o}
+    args = [cx.ptr(op.inputs[0]), cx.ptr(op.inputs[1]), cx.ptr(_tensor(op.inputs, 2)), cx.ptr(op.outputs[0]),
+            cx.scratch_expr]
+    if it.dtype == "float32":
+        lo, hi = activation_range(act, "float32")
+        return CCall("ec_fully_connected_f32", args, ("ec_fc_f32_params_t", {**dims, "act_min": lo, "act_max": hi}))
+    if it.dtype != "int8" or (wt.quant.scale.size == 1 and _zp(wt) != 0) or (bt is not None and bt.dtype != "int32"):
+        raise EdgecError(f"FULLY_CONNECTED {op.name}: the C backend runs int8 (symmetric weights) and float32")
+    mult, shift = fc_multipliers(it, wt, ot, o)
+    lo, hi = activation_range(act, ot.dtype, float(_scale(ot)), _zp(ot))
+    return CCall("ec_fully_connected_s8", args, ("ec_fc_s8_params_t", {
+        **dims, "in_zp": _zp(it), "out_zp": _zp(ot), "act_min": lo, "act_max": hi,
+        "mult": cx.array(op.name + "_mult", mult, "int32_t"), "shift": cx.array(op.name + "_shift", shift, "int32_t")}))
+
+
 register(OpDef(
     "FULLY_CONNECTED", _fc_shape, _fc_ref, options="FullyConnectedOptions", macs=_fc_macs,
-    weights={1: None}, bias=2, out_quant="calibrate", quant_dtypes=("int8", "int16")))
+    weights={1: None}, bias=2, out_quant="calibrate", quant_dtypes=("int8", "int16"), c=_fc_c))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,0 +1,12 @@
+/* edgec kernels: everything generated code may call. One public function per kernel file. */
+#ifndef EC_KERNELS_H
+#define EC_KERNELS_H
+
+#include "ec_common.h"
+#include "ec_conv.h"
+#include "ec_pool.h"
+#include "ec_elementwise.h"
+#include "ec_activation.h"
+#include "ec_shape.h"
+
+#endif /* EC_KERNELS_H */
