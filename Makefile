@@ -23,7 +23,12 @@ demo: setup
 test: setup
 	$(PY) -m pytest -n 2
 
-bench: setup
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(PY) benchmarks/int8.py
 
 clean:

@@ -96,3 +96,20 @@ def test_per_layer_override_turns_off_per_channel():
     convs = [op for op in q.ops if op.type == "CONV_2D"]
     assert q.tensors[convs[0].inputs[1]].quant.per_channel
     assert not q.tensors[convs[1].inputs[1]].quant.per_channel
+
+
+def test_near_dead_activations_still_give_a_loadable_model():
+    """Tiny calibrated ranges must not make a fused RELU6's integer bound overflow int32."""
+    from graphs import Builder
+    from edgec.run.litert import run_litert
+    from edgec.backends.tflite import write_tflite
+    b = Builder()
+    x = b.input((1, 4, 4, 2))
+    y = b.conv(x, 3, act="RELU6", name="c")
+    g = b.output(y)
+    g.tensors["c_w"].data *= 1e-12
+    g.tensors["c_b"].data *= 0
+    xs = [np.random.default_rng(0).standard_normal((10, 4, 4, 2)).astype(np.float32)]
+    q, _ = Pipeline([Step("quantize", {"dtype": "int8"})]).run(g, observe=lambda gg: observe(gg, xs))
+    assert q.tensors[q.outputs[0]].quant.scale[0] >= 1e-8
+    run_litert(write_tflite(q), [q.tensors[q.inputs[0]].quant.quantize(xs[0][:2], "int8")])

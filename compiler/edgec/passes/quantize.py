@@ -40,13 +40,19 @@ def quantize(g: Graph, ctx: PassContext) -> Graph:
     return _to_integer(g, ctx, stats)
 
 
+# Kernels turn a fused activation's bound into integers as round(bound / scale) in int32
+# (TFLite's CalculateActivationRangeQuantized refuses the model when that overflows): RELU6 needs
+# scale >= 6 / 2^31. Near-dead layers (e.g. untrained networks) calibrate to smaller ranges, so
+# scales are floored here.
+MIN_SCALE = 1e-8
+
+
 def _act_params(lo: float, hi: float, act: str) -> QuantParams:
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     if act == "int16":
-        m = max(abs(lo), abs(hi), 1e-8)
-        return QuantParams(m / 32767.0, 0, bits=16)
-    if hi - lo < 1e-8:
-        hi = lo + 1e-8
+        return QuantParams(max(max(abs(lo), abs(hi)) / 32767.0, MIN_SCALE), 0, bits=16)
+    if hi - lo < 255 * MIN_SCALE:
+        hi = lo + 255 * MIN_SCALE
     scale = (hi - lo) / 255.0
     zp = int(np.clip(np.round(-128 - lo / scale), -128, 127))
     return QuantParams(scale, zp)
