@@ -55,9 +55,9 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
     from .passes import Pipeline
     from .profile.report import build_report
 
-    unknown = set(emit) - {"tflite"}
-    if unknown:
-        raise EdgecError(f"cannot emit {', '.join(sorted(unknown))} yet; available: tflite")
+    unknown = set(emit) - {"tflite", "c"}
+    if unknown or not emit:
+        raise EdgecError(f"cannot emit {', '.join(sorted(unknown)) or 'nothing'}; choose from: tflite, c")
     t0 = time.perf_counter()
     steps = recipe_steps(recipe, quantize, calibration_method, io)
     pipeline = Pipeline(steps)
@@ -76,15 +76,28 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
     g, pass_reports = pipeline.run(float_graph.copy(), calibration=calib, observe=observe, debug=debug,
                                    progress=progress)
     tflite = write_tflite(g)
+    files = {"model.tflite": tflite}
+    c_project = None
+    if "c" in emit:
+        from .backends.c.emit import emit_c
+        c_project = emit_c(g, os.path.basename(os.fspath(model)) if isinstance(model, (str, os.PathLike))
+                           else getattr(model, "name", "model"))
+        files.update({f"c/{k}": v for k, v in c_project.files.items()})
     evaluation = None
     if evald is not None or (calib is not None and calib.y is not None):
         evaluation = evaluate(tflite, g, evald or calib, loaded.tflite, float_graph)
         evaluation["data"] = "eval data" if evald is not None else "calibration data"
     name = model if isinstance(model, (str, os.PathLike)) else getattr(model, "name", "model")
     report = build_report(os.fspath(name), target, pipeline.names, float_graph, g, len(tflite), pass_reports,
-                          evaluation, {"tflite": "model.tflite", "c": None, "elf": None, "html": None})
+                          evaluation, {"tflite": "model.tflite", "c": "c" if c_project else None,
+                                       "elf": None, "html": None})
+    if c_project is not None:
+        report["totals"]["arena_bytes"] = c_project.arena_size
+        report["memory_plan"] = {"arena_bytes": c_project.arena_size, "buffers": c_project.plan.timeline,
+                                 "order": [op.name for op in c_project.plan.order]}
     report["timings"] = {"compile_seconds": round(time.perf_counter() - t0, 3)}
-    write_outputs(out, {"model.tflite": tflite, "report.json": dumps_report(report)})
+    files["report.json"] = dumps_report(report)
+    write_outputs(out, files, replace=("model.tflite", "report.json", "c"))
     return report
 
 
@@ -92,9 +105,10 @@ def dumps_report(report: dict) -> bytes:
     return (json.dumps(report, indent=2, sort_keys=False) + "\n").encode()
 
 
-def write_outputs(out: str | os.PathLike, files: dict[str, bytes]) -> None:
+def write_outputs(out: str | os.PathLike, files: dict[str, bytes], replace: tuple[str, ...] = ()) -> None:
     """Write OUT atomically: build a sibling temporary directory, then swap it in with renames, so a
-    failure at any point leaves an existing OUT as it was."""
+    failure at any point leaves an existing OUT as it was. Entries of an existing OUT that this step
+    neither writes nor `replace`s (e.g. a profile written later) are carried over."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise EdgecError(f"{out}: exists and is not a directory")
@@ -102,8 +116,9 @@ def write_outputs(out: str | os.PathLike, files: dict[str, bytes]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         if out.is_dir():  # keep files of OUT that this step does not write (e.g. c/ from an earlier run)
+            written = {rel.split("/")[0] for rel in files} | set(replace)
             for item in out.iterdir():
-                if item.name not in files:
+                if item.name not in written:
                     dest = tmp / item.name
                     (shutil.copytree if item.is_dir() else shutil.copy2)(item, dest)
         for rel, data in files.items():
@@ -137,15 +152,55 @@ def resolve_artifact(path: str) -> tuple[bytes, Graph, dict | None]:
     return loaded.tflite, loaded.graph, None
 
 
-def eval(model_or_out, data, *, reference_model=None) -> dict:
+def eval(model_or_out, data, *, reference_model=None, artifact: str | None = None) -> dict:
     """Accuracy of a model or compiled OUT on D.npz, and its output error against the float model
-    (the report's source model for an OUT, or `reference_model`)."""
+    (the report's source model for an OUT, or `reference_model`). An OUT with a C project is
+    evaluated through the C artifact built for the host unless artifact="tflite"."""
     from .evaluate import evaluate
     tflite, g, report = resolve_artifact(os.fspath(model_or_out))
+    has_c = Path(model_or_out, "c", "model.c").is_file()
+    artifact = artifact or ("c" if has_c else "tflite")
+    if artifact not in ("c", "tflite"):
+        raise EdgecError(f"unknown artifact {artifact!r}; choose c or tflite")
+    if artifact == "c" and not has_c:
+        raise EdgecError(f"{model_or_out}: has no C project (compile with --emit c)")
     ds = _data(data, "data")
     ref = reference_model or (report or {}).get("model")
     float_tfl = float_graph = None
     if ref and ref != os.fspath(model_or_out) and os.path.exists(ref):
         loaded = load_model(ref)
         float_tfl, float_graph = loaded.tflite, loaded.graph
-    return evaluate(tflite, g, ds, float_tfl, float_graph)
+    runner = host_model(model_or_out, g).run if artifact == "c" else None
+    res = evaluate(tflite, g, ds, float_tfl, float_graph, runner=runner)
+    res["artifact"] = artifact
+    return res
+
+
+def host_model(out, g: Graph | None = None, opt: str = "-O2"):
+    """The C project of a compiled OUT, built for this machine and loaded (see run/host.py)."""
+    import re
+    from .run.host import load_host, read_project
+    files = read_project(Path(out, "c"))
+    m = re.search(rb"#define MODEL_ARENA_SIZE (\d+)", files["model.h"])
+    if g is None:
+        g = resolve_artifact(os.fspath(out))[1]
+    return load_host(files, g, int(m.group(1)), opt=opt)
+
+
+def run(out, data, *, bench: bool = False, iters: int = 200) -> dict:
+    """Run OUT's C artifact on the host over every sample of `data`: raw and dequantized outputs;
+    with bench, per-inference latency measured inside C over `iters` runs."""
+    import numpy as np
+    from .data import model_inputs
+    from .evaluate import float_outputs
+    _, g, _ = resolve_artifact(os.fspath(out))
+    model = host_model(out, g)
+    ds = _data(data, "data")
+    xs = model_inputs(ds, g)
+    if bench:
+        us = model.bench(xs, iters=iters)
+        return {"median_us": round(float(np.median(us)), 3), "p10_us": round(float(np.percentile(us, 10)), 3),
+                "p90_us": round(float(np.percentile(us, 90)), 3), "min_us": round(float(us.min()), 3),
+                "iterations": iters}
+    raw = model.run(xs)
+    return {"y_q": raw, "y": float_outputs(g, raw)}

@@ -88,24 +88,57 @@ def compile(ctx, model, out, quantize, recipe, calibration, calibration_method, 
         click.echo(json.dumps(report, indent=2))
     else:
         print_summary(report)
-        click.echo(f"wrote {os.path.join(out, 'model.tflite')} and {os.path.join(out, 'report.json')}")
+        wrote = [os.path.join(out, "model.tflite")] + ([os.path.join(out, "c") + "/"] if report["artifacts"]["c"] else [])
+        click.echo(f"wrote {', '.join(wrote)} and {os.path.join(out, 'report.json')}")
 
 
 @cli.command("eval")
 @click.argument("model_or_out")
 @click.option("--data", required=True, type=click.Path(), help="Data (.npz with x, optional y).")
 @click.option("--reference", help="The float model to compare outputs with (default: the OUT's source model).")
+@click.option("--artifact", type=click.Choice(["c", "tflite"]),
+              help="Which artifact of OUT to evaluate (default: c when OUT has one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def eval_cmd(model_or_out, data, reference, as_json):
+def eval_cmd(model_or_out, data, reference, artifact, as_json):
     """Accuracy of MODEL_OR_OUT on D.npz, and output error against the float model."""
     from . import api
-    res = api.eval(model_or_out, data, reference_model=reference)
+    res = api.eval(model_or_out, data, reference_model=reference, artifact=artifact)
     if as_json:
         click.echo(json.dumps(res, indent=2))
         return
     for k, v in res.items():
         if v is not None:
             click.echo(f"{k:22s} {100 * v:.2f}%" if k.endswith(("accuracy", "agreement")) else f"{k:22s} {v}")
+
+
+@cli.command("run")
+@click.argument("out")
+@click.option("--data", required=True, type=click.Path(), help="Inputs (.npz with x; integer x is taken as quantized).")
+@click.option("-o", "--output", "preds", type=click.Path(), help="Write y (dequantized) and y_q (raw) here (.npz).")
+@click.option("--bench", is_flag=True, help="Time inferences inside C instead (median and spread).")
+@click.option("--iters", default=200, show_default=True, help="Timed runs for --bench.")
+@click.option("--json", "as_json", is_flag=True, help="Print --bench results as JSON.")
+def run_cmd(out, data, preds, bench, iters, as_json):
+    """Build OUT's C project for this machine and run it on D.npz."""
+    from . import api
+    if bench:
+        res = api.run(out, data, bench=True, iters=iters)
+        if as_json:
+            click.echo(json.dumps(res))
+        else:
+            click.echo(f"median {res['median_us']:.1f} us per inference (p10 {res['p10_us']:.1f}, "
+                       f"p90 {res['p90_us']:.1f}, {iters} runs, measured in C)")
+        return
+    if not preds:
+        raise EdgecError("give -o PREDS.npz for the outputs, or --bench")
+    res = api.run(out, data)
+    import numpy as np
+    arrays = ({"y": res["y"][0], "y_q": res["y_q"][0]} if len(res["y"]) == 1 else
+              {**{f"y{k}": y for k, y in enumerate(res["y"])}, **{f"y_q{k}": y for k, y in enumerate(res["y_q"])}})
+    tmp = preds + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, preds)
+    click.echo(f"wrote {preds}: {len(res['y'][0])} samples")
 
 
 def main(argv=None) -> int:

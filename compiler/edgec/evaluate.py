@@ -24,8 +24,10 @@ def accuracy(pred: np.ndarray, y: np.ndarray) -> float | None:
 
 
 def evaluate(model: bytes, g: Graph, ds: Dataset, float_model: bytes | None = None,
-             float_graph: Graph | None = None) -> dict:
-    out = float_outputs(g, run_litert(model, model_inputs(ds, g)))[0]
+             float_graph: Graph | None = None, runner=None) -> dict:
+    """`runner(inputs) -> raw outputs` runs the deployed artifact; LiteRT on `model` by default."""
+    xs = model_inputs(ds, g)
+    out = float_outputs(g, runner(xs) if runner else run_litert(model, xs))[0]
     res = {"samples": len(ds), "accuracy": None, "float_accuracy": None}
     if ds.y is not None:
         res["accuracy"] = accuracy(out, ds.y)

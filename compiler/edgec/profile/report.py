@@ -71,6 +71,8 @@ def print_summary(report: dict, console=None) -> None:
     ratio = t["float_bytes"] / t["weight_bytes"] if t["weight_bytes"] else float("nan")
     table.add_row("weights", _fmt_bytes(t["float_bytes"]), _fmt_bytes(t["weight_bytes"]), f"{ratio:.2f}x")
     table.add_row("model file", "", _fmt_bytes(t["tflite_bytes"]), "")
+    if t["arena_bytes"] is not None:
+        table.add_row("arena (C)", "", _fmt_bytes(t["arena_bytes"]), "")
     table.add_row("params / MACs", f"{t['params']:,}", f"{t['macs']:,} MACs", "")
     if t["accuracy"] is not None:
         fa = t["float_accuracy"]
