@@ -12,13 +12,19 @@ from .errors import EdgecError
 QUANTIZE = ("int8", "int16x8", "float16")
 
 
+def _console(stderr: bool = False):
+    """A rich console; 120 columns when the output is not a terminal (logs, pipes)."""
+    from rich.console import Console
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 120)
+
+
 def _progress(label, items):
     """A rich progress bar on stderr for interactive use; silent when stderr is not a terminal."""
     if not sys.stderr.isatty():
         return items
     from rich.progress import track
-    from rich.console import Console
-    return track(items, description=label, console=Console(stderr=True), transient=True)
+    return track(items, description=label, console=_console(stderr=True), transient=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,7 +42,7 @@ def cli(ctx, debug):
 def inspect(model, as_json, unsafe):
     """Ops, shapes, params, MACs and bytes of MODEL, per layer."""
     from .api import load
-    from .profile.report import layer_rows, params, print_layers
+    from .profile.report import layer_rows, params
     g = load(model, unsafe).graph
     rows = layer_rows(g)
     for r, op in zip(rows, g.ops):
@@ -48,16 +54,14 @@ def inspect(model, as_json, unsafe):
                                "outputs": {n: list(g.tensors[n].shape) for n in g.outputs},
                                "layers": rows}, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
     table = Table(title=f"{model}: {len(g.ops)} ops, {params(g):,} params", title_justify="left")
     for col in ("#", "name", "op", "in", "out", "MACs", "weights"):
         table.add_column(col, justify="right" if col in ("#", "MACs", "weights") else "left")
     for k, r in enumerate(rows):
-        table.add_row(str(k), r["name"][-32:], r["op"], " ".join("x".join(map(str, s)) for s in r["inputs"]),
+        table.add_row(str(k), r["name"], r["op"], " ".join("x".join(map(str, s)) for s in r["inputs"]),
                       " ".join("x".join(map(str, s)) for s in r["outputs"]), f"{r['macs']:,}", f"{r['weight_bytes']:,}")
-    Console().print(table)
-    del print_layers
+    _console().print(table)
 
 
 @cli.command()
@@ -87,7 +91,7 @@ def compile(ctx, model, out, quantize, recipe, calibration, calibration_method, 
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
-        print_summary(report)
+        print_summary(report, _console())
         wrote = [os.path.join(out, "model.tflite")] + ([os.path.join(out, "c") + "/"] if report["artifacts"]["c"] else [])
         click.echo(f"wrote {', '.join(wrote)} and {os.path.join(out, 'report.json')}")
 

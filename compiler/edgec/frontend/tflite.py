@@ -99,7 +99,30 @@ def _to_graph(model, name: str) -> Graph:
         g.ops.append(Op(opname, ins, outs, attrs))
     g.inputs = [names[i] for i in sg.inputs]
     g.outputs = [names[i] for i in sg.outputs]
+    _name_ops(g)
     return g
+
+
+def _name_ops(g: Graph) -> None:
+    """Readable, unique op names from TensorFlow's fused tensor names: the first of the names fused
+    with ';' ("model_1/conv1/BiasAdd;model_1/bn1/..." -> "conv1/BiasAdd"), less the path prefix
+    every op shares (the model's scope)."""
+    raw = [op.outputs[0].split(";")[0] if op.outputs else op.type for op in g.ops]
+    parts = [r.split("/") for r in raw]
+    scoped = [p for p in parts if len(p) > 1]   # "Identity"-like output names have no scope
+    common = 0
+    if len(scoped) > 1:
+        while all(len(p) > common + 1 and p[common] == scoped[0][common] for p in scoped):
+            common += 1
+    seen: dict[str, int] = {}
+    for op, p in zip(g.ops, parts):
+        name = "/".join(p[common:] if len(p) > common else p) or op.type.lower()
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}_{seen[name]}"
+        else:
+            seen[name] = 0
+        op.name = name
 
 
 def _buffer(buffers, index: int, tname: str, name: str) -> bytes:

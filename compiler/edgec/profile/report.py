@@ -1,8 +1,6 @@
 """report.json (the fixed schema in ARCHITECTURE.md) and its terminal view."""
 from __future__ import annotations
 
-import numpy as np
-
 from ..ir import Graph
 from ..ir import ops as opreg
 
@@ -83,18 +81,3 @@ def print_summary(report: dict, console=None) -> None:
         table.add_row("output error", "", f"rmse {ev['output_rmse']:.4g}", f"top-1 agree {100 * ev.get('top1_agreement', float('nan')):.1f}%")
     console.print(table)
     console.print(f"passes: {' → '.join(report['recipe']) or 'none'}")
-
-
-def print_layers(g_rows: list[dict], console=None, title: str = "layers") -> None:
-    from rich.console import Console
-    from rich.table import Table
-    console = console or Console()
-    table = Table(title=title, title_justify="left")
-    for col in ("#", "name", "op", "MACs", "weights", "activations"):
-        table.add_column(col, justify="right" if col in ("#", "MACs", "weights", "activations") else "left")
-    for k, r in enumerate(g_rows):
-        table.add_row(str(k), r["name"][-40:], r["op"], f"{r['macs']:,}", _fmt_bytes(r["weight_bytes"]),
-                      _fmt_bytes(r["activation_bytes"]))
-    total_macs = int(np.sum([r["macs"] for r in g_rows])) if g_rows else 0
-    table.add_row("", "total", "", f"{total_macs:,}", _fmt_bytes(sum(r["weight_bytes"] for r in g_rows)), "")
-    console.print(table)
