@@ -23,7 +23,9 @@ int main(int argc, char **argv) {
         inputs[k] = buf;
     }
     for (int k = 0; k < MODEL_NUM_OUTPUTS; k++) outputs[k] = malloc(out_bytes[k]);
-    uint8_t *arena = aligned_alloc(16, (MODEL_ARENA_SIZE + 15) / 16 * 16 + 16);
+    uint8_t *block = malloc(MODEL_ARENA_SIZE + 16);
+    uint8_t *arena = block + ((16 - ((uintptr_t)block & 15u)) & 15u);   /* 16-byte aligned */
+    if (!block) return 2;
     int rc = model_invoke_v(arena, inputs, outputs);
     if (rc != 0) { fprintf(stderr, "model_invoke failed: %d\n", rc); return 1; }
     for (int k = 0; k < MODEL_NUM_OUTPUTS; k++) {
@@ -33,6 +35,6 @@ int main(int argc, char **argv) {
         free(outputs[k]);
     }
     for (int k = 0; k < MODEL_NUM_INPUTS; k++) free((void *)inputs[k]);
-    free(arena);
+    free(block);
     return 0;
 }

@@ -58,7 +58,8 @@ def build(files: dict[str, bytes], kind: str = "shared", cc: str | None = None, 
         cmd = [cc, *flags, f"-I{src}", f"-I{src / 'kernels' / 'include'}", *sources, "-o", str(src / target.name), "-lm"]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
-            raise EdgecError(f"host build failed: {r.stderr.strip().splitlines()[0] if r.stderr.strip() else r.returncode}")
+            errors = [ln for ln in r.stderr.splitlines() if "error" in ln] or r.stderr.strip().splitlines() or [str(r.returncode)]
+            raise EdgecError(f"host build failed: {errors[0].replace(str(src) + '/', '')}")
         out_dir.mkdir(parents=True, exist_ok=True)
         os.replace(src / target.name, target)
     return target

@@ -37,14 +37,15 @@ def run_tflm(model: bytes, inputs: list[np.ndarray], arena_size: int = DEFAULT_A
     return [np.concatenate(r) for r in results]
 
 
-def tflm_arena_bytes(model: bytes, arena_size: int = DEFAULT_ARENA) -> int:
-    """The arena TFLM allocates for `model`, read from print_allocations() on the C stderr."""
+def tflm_arena(model: bytes, arena_size: int = DEFAULT_ARENA) -> dict[str, int]:
+    """TFLM's arena use for `model`: total, head (activation tensors, planned) and tail (persistent
+    allocations), read from print_allocations() on the C-level stdout/stderr."""
     from tflite_micro.python.tflite_micro import runtime
     it = runtime.Interpreter.from_bytes(model, arena_size=arena_size)
     with captured_native_output() as output:
         it.print_allocations()
         text = output()
-    m = re.search(r"Arena allocation total (\d+) bytes", text)
-    if not m:
+    found = dict(re.findall(r"Arena allocation (total|head|tail) (\d+) bytes", text))
+    if set(found) != {"total", "head", "tail"}:
         raise RuntimeError(f"TFLM did not report its arena: {text[:200]!r}")
-    return int(m.group(1))
+    return {k: int(v) for k, v in found.items()}
