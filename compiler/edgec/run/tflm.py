@@ -11,29 +11,20 @@ DEFAULT_ARENA = 16 * 1024 * 1024
 
 
 def run_tflm(model: bytes, inputs: list[np.ndarray], arena_size: int = DEFAULT_ARENA) -> list[np.ndarray]:
+    """One batch-1 inference per sample: inputs[i] has shape [N, *input_i_shape[1:]]."""
     from tflite_micro.python.tflite_micro import runtime
+
+    from ..tflite_schema import schema
+    n_outputs = schema.Model.GetRootAsModel(model, 0).Subgraphs(0).OutputsLength()
     it = runtime.Interpreter.from_bytes(model, arena_size=arena_size)
-    outs_meta = it.get_output_details
-    n = len(inputs[0])
-    results: list[list[np.ndarray]] = []
-    for s in range(n):
+    results: list[list[np.ndarray]] = [[] for _ in range(n_outputs)]
+    for s in range(len(inputs[0])):
         for i, x in enumerate(inputs):
             d = it.get_input_details(i)
             it.set_input(np.asarray(x[s:s + 1], d["dtype"]).reshape(d["shape"]), i)
         it.invoke()
-        k = 0
-        outs = []
-        while True:
-            try:
-                outs.append(it.get_output(k).copy())
-            except Exception:
-                break
-            k += 1
-        if not results:
-            results = [[] for _ in outs]
-        for r, o in zip(results, outs):
-            r.append(o)
-    del outs_meta
+        for k, r in enumerate(results):
+            r.append(it.get_output(k).copy())
     return [np.concatenate(r) for r in results]
 
 

@@ -34,7 +34,8 @@ import math
 
 import numpy as np
 
-from . import OpDef, register
+from . import CCall, OpDef, register
+from ...errors import EdgecError
 from ..graph import Op
 from ..quant import (INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier, quantize_multiplier,
                      round_half_away, rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
@@ -477,6 +478,14 @@ def softmax_int8_params(inp: Tensor, beta: float):
     return mult, shift, diff_min
 
 
+def softmax_int8_exps(diff, mult: int, shift: int, diff_min: int):
+    """Per element of diff = x - row max: (kept, exp in Q0.31, its Q12.19 term of the row sum)."""
+    keep = diff >= diff_min
+    scaled = _srdhm(_wrap32(np.where(keep, diff, 0) * (1 << shift)), mult)        # Q5.26
+    e = exp_on_negative_values(scaled, 5)                                           # Q0.31
+    return keep, e, np.where(keep, _rdbpot(e, 12), 0)
+
+
 _SOFTMAX16_LUTS: dict = {}
 
 
@@ -539,10 +548,8 @@ def _softmax_ref(op: Op, xs, ins, outs):
     mult, shift, diff_min = softmax_int8_params(inp, beta)
     if shift < 0:  # QuantizeMultiplierGreaterThanOne's check
         raise ValueError("SOFTMAX: beta * input scale too small")
-    keep = diff >= diff_min
-    scaled = _srdhm(_wrap32(np.where(keep, diff, 0) * (1 << shift)), mult)        # Q5.26
-    e = exp_on_negative_values(scaled, 5)                                           # Q0.31
-    total = _wrap32(np.where(keep, _rdbpot(e, 12), 0).sum(axis=-1, keepdims=True))  # Q12.19
+    keep, e, term = softmax_int8_exps(diff, mult, shift, diff_min)
+    total = _wrap32(term.sum(axis=-1, keepdims=True))                              # Q12.19
     recip, bits_over_unit = get_reciprocal(total, 12)
     if (bits_over_unit + 31 - 8 > 31).any():
         # TFLite's TFLITE_CHECK(exponent <= 31): LiteRT and TFLM both abort here.
@@ -559,6 +566,12 @@ def _prelu_shape(op: Op, ins):
     return [tuple(np.broadcast_shapes(ins[0].shape, ins[1].shape))]
 
 
+def prelu_params(inp: Tensor, at: Tensor, out: Tensor):
+    """prelu_common.cc CalculatePreluParams: the x >= 0 and the alpha multipliers, in double."""
+    return (quantize_multiplier(float(_scale(inp)) / float(_scale(out))),
+            quantize_multiplier(float(_scale(inp)) * float(_scale(at)) / float(_scale(out))))
+
+
 def _prelu_ref(op: Op, xs, ins, outs):
     x, alpha = xs[0], xs[1]
     inp, at, out = ins[0], ins[1], outs[0]
@@ -568,9 +581,7 @@ def _prelu_ref(op: Op, xs, ins, outs):
     _check_quant(ins, outs, symmetric16=False)
     if at.quant is None or at.quant.per_channel:
         raise ValueError("PRELU: alpha must be quantized per tensor")
-    # prelu_common.cc CalculatePreluParams: both multipliers in double.
-    m1, s1 = quantize_multiplier(float(_scale(inp)) / float(_scale(out)))
-    m2, s2 = quantize_multiplier(float(_scale(inp)) * float(_scale(at)) / float(_scale(out)))
+    (m1, s1), (m2, s2) = prelu_params(inp, at, out)
     v = np.asarray(x, np.int64) - _zp(inp)
     a = np.asarray(alpha, np.int64) - _zp(at)
     y = np.where(v >= 0, _mbqm(v, m1, s1), _mbqm(v * a, m2, s2)) + _zp(out)
@@ -605,16 +616,152 @@ def _leaky_relu_ref(op: Op, xs, ins, outs):
     return [np.clip(y, info.min, info.max).astype(out.dtype)]
 
 
+# -- C emitters (backends/c) -----------------------------------------------------------------------
+# int8 element-wise ops become a 256-entry LUT: the reference evaluated on every int8 value, indexed
+# by the input's bit pattern (lut[(uint8_t)x]), so the C equals the reference by construction.
+# RELU/RELU6 whose table is a plain clamp emit the clamp instead (no table). SOFTMAX int8 runs
+# TFLM's fixed point in C (kernels/ref/ec_softmax_s8.c); PRELU int8 requantizes per element.
+
+_LUT_X = np.arange(256, dtype=np.uint8).view(np.int8)    # table index i is the int8 bit pattern i
+
+
+def _c_dtype(op: Op, tensors) -> str:
+    dtypes = {t.dtype for t in tensors}
+    if len(dtypes) != 1 or not dtypes <= {"float32", "int8"}:
+        raise EdgecError(f"{op.type} {op.name}: the C backend runs float32 and int8 activations, not "
+                         f"{'/'.join(sorted(dtypes))}")
+    return dtypes.pop()
+
+
+def _c_reference(op: Op, fn, xs, ins, outs):
+    """The reference on compile-time values; what it refuses, the compiler refuses (one line)."""
+    try:
+        return fn(op, xs, ins, outs)
+    except ValueError as e:
+        raise EdgecError(f"{op.type} {op.name}: {e}") from None
+
+
+def _int8_lut(op: Op, fn, ins, outs) -> np.ndarray:
+    return np.asarray(_c_reference(op, fn, [_LUT_X], ins[:1], outs)[0], np.int8)
+
+
+def _lut_c(kernel: str, fn):
+    def emit(op: Op, ins, outs, cx):
+        args = [cx.ptr(op.inputs[0]), cx.ptr(op.outputs[0])]
+        size = outs[0].size
+        if _c_dtype(op, (ins[0], outs[0])) == "float32":
+            if kernel == "ec_leaky_relu":
+                return CCall(kernel + "_f32", args, ("ec_leaky_relu_f32_params_t", {
+                    "size": size, "alpha": np.float32(op.attrs.get("alpha", 0.0))}))
+            return CCall(kernel + "_f32", args, ("ec_act_f32_params_t", {"size": size}))
+        lut = _int8_lut(op, fn, ins, outs)
+        if kernel in ("ec_relu", "ec_relu6"):
+            lo, hi = int(lut.min()), int(lut.max())
+            clamp = np.array_equal(lut, np.clip(_LUT_X, lo, hi))
+            return CCall(kernel + "_s8", args, ("ec_relu_s8_params_t", {
+                "size": size, "act_min": lo, "act_max": hi,
+                "lut": "NULL" if clamp else cx.array(op.name + "_lut", lut, "int8_t")}))
+        return CCall(kernel + "_s8", args, ("ec_lut_s8_params_t", {
+            "size": size, "lut": cx.array(op.name + "_lut", lut, "int8_t")}))
+    return emit
+
+
+def _softmax_c(op: Op, ins, outs, cx):
+    it, ot = ins[0], outs[0]
+    depth = int(it.shape[-1]) if it.shape else 1
+    dims = {"outer": it.size // max(depth, 1), "depth": depth}
+    args = [cx.ptr(op.inputs[0]), cx.ptr(op.outputs[0])]
+    beta = np.float32(op.attrs.get("beta", 1.0))
+    if _c_dtype(op, (it, ot)) == "float32":
+        return CCall("ec_softmax_f32", args, ("ec_softmax_f32_params_t", {**dims, "beta": beta}))
+    _c_reference(op, _softmax_ref, [np.zeros((1, 1), np.int8)], [it], [ot])  # quantization checks
+    mult, shift, diff_min = softmax_int8_params(it, float(beta))
+    # TFLM aborts on a row whose sum of exps reaches 512 (the reference raises): refuse when every
+    # row would, i.e. when even the most peaked one (one value at the max, the rest at the smallest
+    # exp) does -- decidable while the int32 sum cannot wrap (depth * 2^19 < 2^32). Otherwise such
+    # rows are input-dependent and the kernel outputs -128 for them (see ec_softmax_s8.c).
+    _, _, term = softmax_int8_exps(np.arange(-255, 1), mult, shift, diff_min)
+    min_sum = int(term[-1]) + (depth - 1) * int(term[:-1].min())
+    if depth * int(term[-1]) < 2 ** 32 and min_sum >= 2 ** 28:
+        raise EdgecError(f"SOFTMAX {op.name}: every row's sum of exp(beta * s_in * (x - max)) reaches "
+                         f"512 ({depth} classes, input scale {float(_scale(it)):g}, beta {float(beta):g}); "
+                         "TFLite's int8 kernel aborts on it")
+    return CCall("ec_softmax_s8", args, ("ec_softmax_s8_params_t", {
+        **dims, "mult": mult, "shift": shift, "diff_min": diff_min}))
+
+
+_PRELU_MAX_DIMS = 6   # EC_PRELU_MAX_DIMS in kernels/include/ec_activation.h
+
+
+def prelu_geometry(x_shape, alpha_shape, out_shape):
+    """The output shape with size-1 axes dropped and neighbouring axes merged while both operands
+    stay contiguous (or broadcast) across them: (dims, x strides, alpha strides), in elements."""
+    r = len(out_shape)
+
+    def strides(shape):
+        shape = (1,) * (r - len(shape)) + tuple(shape)
+        st, acc = [0] * r, 1
+        for d in reversed(range(r)):
+            st[d] = acc if shape[d] != 1 else 0
+            acc *= shape[d]
+        return st
+
+    sx, sa = strides(x_shape), strides(alpha_shape)
+    dims, tx, ta = [], [], []
+    for d in range(r):
+        n = int(out_shape[d])
+        if n == 1:
+            continue
+        if dims and tx[-1] == sx[d] * n and ta[-1] == sa[d] * n:
+            dims[-1], tx[-1], ta[-1] = dims[-1] * n, sx[d], sa[d]
+        else:
+            dims.append(n)
+            tx.append(sx[d])
+            ta.append(sa[d])
+    return (dims, tx, ta) if dims else ([1], [0], [0])
+
+
+def _c_int_array(values) -> str:
+    vals = list(values) + [0] * (_PRELU_MAX_DIMS - len(values))
+    return "{" + ", ".join(str(int(v)) for v in vals) + "}"
+
+
+def _prelu_c(op: Op, ins, outs, cx):
+    it, at, ot = ins[0], ins[1], outs[0]
+    dims, tx, ta = prelu_geometry(it.shape, at.shape, ot.shape)
+    if len(dims) > _PRELU_MAX_DIMS:
+        raise EdgecError(f"PRELU {op.name}: broadcasting over {len(dims)} axes; the C kernel takes "
+                         f"{_PRELU_MAX_DIMS}")
+    geom = {"rank": len(dims), "dims": _c_int_array(dims), "in_stride": _c_int_array(tx),
+            "alpha_stride": _c_int_array(ta)}
+    args = [cx.ptr(op.inputs[0]), cx.ptr(op.inputs[1]), cx.ptr(op.outputs[0])]
+    if _c_dtype(op, (it, at, ot)) == "float32":
+        return CCall("ec_prelu_f32", args, ("ec_prelu_f32_params_t", geom))
+    one = np.zeros(1, np.int8)
+    _c_reference(op, _prelu_ref, [one, one], [it, at], [ot])   # quantization checks
+    (m1, s1), (m2, s2) = prelu_params(it, at, ot)
+    return CCall("ec_prelu_s8", args, ("ec_prelu_s8_params_t", {
+        **geom, "in_zp": _zp(it), "alpha_zp": _zp(at), "out_zp": _zp(ot),
+        "pos_mult": m1, "pos_shift": s1, "neg_mult": m2, "neg_shift": s2}))
+
+
 _I8_I16 = ("int8", "int16")
-register(OpDef("RELU", _same_shape, _relu_ref, quant_dtypes=_I8_I16))
-register(OpDef("RELU6", _same_shape, _relu6_ref, out_quant="same", quant_dtypes=_I8_I16))
+_EW = "elementwise"   # every kernel here reads each element before writing the same index
+register(OpDef("RELU", _same_shape, _relu_ref, quant_dtypes=_I8_I16, c=_lut_c("ec_relu", _relu_ref),
+               inplace=_EW))
+register(OpDef("RELU6", _same_shape, _relu6_ref, out_quant="same", quant_dtypes=_I8_I16,
+               c=_lut_c("ec_relu6", _relu6_ref), inplace=_EW))
 register(OpDef("LOGISTIC", _same_shape, _logistic_ref, quant_dtypes=_I8_I16,
-               out_quant={"int8": (1.0 / 256, -128), "int16": (1.0 / 32768, 0)}))
+               out_quant={"int8": (1.0 / 256, -128), "int16": (1.0 / 32768, 0)},
+               c=_lut_c("ec_logistic", _logistic_ref), inplace=_EW))
 register(OpDef("TANH", _same_shape, _tanh_ref, quant_dtypes=_I8_I16,
-               out_quant={"int8": (1.0 / 128, 0), "int16": (1.0 / 32768, 0)}))
-register(OpDef("HARD_SWISH", _same_shape, _hard_swish_ref, options="HardSwishOptions"))
+               out_quant={"int8": (1.0 / 128, 0), "int16": (1.0 / 32768, 0)},
+               c=_lut_c("ec_tanh", _tanh_ref), inplace=_EW))
+register(OpDef("HARD_SWISH", _same_shape, _hard_swish_ref, options="HardSwishOptions",
+               c=_lut_c("ec_hard_swish", _hard_swish_ref), inplace=_EW))
 register(OpDef("SOFTMAX", _same_shape, _softmax_ref, options="SoftmaxOptions", quant_dtypes=_I8_I16,
-               out_quant={"int8": (1.0 / 256, -128), "int16": (1.0 / 32768, 0)}))
-register(OpDef("PRELU", _prelu_shape, _prelu_ref, weights={1: None}))
+               out_quant={"int8": (1.0 / 256, -128), "int16": (1.0 / 32768, 0)}, c=_softmax_c,
+               inplace=_EW))
+register(OpDef("PRELU", _prelu_shape, _prelu_ref, weights={1: None}, c=_prelu_c, inplace=_EW))
 register(OpDef("LEAKY_RELU", _same_shape, _leaky_relu_ref, options="LeakyReluOptions",
-               quant_dtypes=_I8_I16))
+               quant_dtypes=_I8_I16, c=_lut_c("ec_leaky_relu", _leaky_relu_ref), inplace=_EW))
