@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import OpDef, register
+from . import CCall, OpDef, register
+from ...errors import EdgecError
 from ..graph import Op
 from ..quant import activation_range, multiply_by_quantized_multiplier, quantize_multiplier
 from ..tensor import Tensor
@@ -122,9 +123,85 @@ def _mul_ref(op: Op, xs, ins, outs):
     return [_quant_act(y, _act(op), out)]
 
 
+# -- C emitters (kernels/include/ec_elementwise.h) ------------------------------------------------
+
+def broadcast_loops(shapes, out_shape, max_dims: int = 5):
+    """numpy broadcasting as a strided loop: (dims, [element strides per input]) over at most
+    max_dims output dims, padded in front with (1, stride 0). Size-1 output dims are dropped and
+    adjacent dims merged wherever every input is contiguous (or broadcast) across them, so equal
+    shapes become one contiguous dim; a broadcast input has stride 0. None if more dims remain."""
+    r = len(out_shape)
+    per_input = []
+    for shape in shapes:
+        shape = (1,) * (r - len(shape)) + tuple(shape)
+        st, acc = [0] * r, 1
+        for k in reversed(range(r)):
+            st[k] = acc if shape[k] != 1 else 0
+            acc *= int(shape[k])
+        per_input.append(st)
+    dims: list[int] = []
+    strides: list[list[int]] = [[] for _ in shapes]
+    for k in range(r):
+        d = int(out_shape[k])
+        if d == 1:
+            continue
+        if dims and all(s[-1] == st[k] * d for s, st in zip(strides, per_input)):
+            dims[-1] *= d
+            for s, st in zip(strides, per_input):
+                s[-1] = st[k]
+            continue
+        dims.append(d)
+        for s, st in zip(strides, per_input):
+            s.append(st[k])
+    if len(dims) > max_dims:
+        return None
+    pad = max_dims - len(dims)
+    return [1] * pad + dims, [[0] * pad + s for s in strides]
+
+
+def _c_array(values) -> str:
+    return "{" + ", ".join(str(int(v)) for v in values) + "}"
+
+
+def _binary_c(kind: str):
+    """C emitter for ec_<kind>_{s8,f32}."""
+    def emit(op: Op, ins, outs, cx):
+        a, b, out = ins[0], ins[1], outs[0]
+        loops = broadcast_loops([a.shape, b.shape], out.shape)
+        if loops is None:
+            raise EdgecError(f"{op.type} {op.name}: the C backend broadcasts over at most 5 dims, "
+                             f"got {list(a.shape)} and {list(b.shape)}")
+        dims, (s1, s2) = loops
+        fields = {"dims": _c_array(dims), "str1": _c_array(s1), "str2": _c_array(s2)}
+        args = [cx.ptr(op.inputs[0]), cx.ptr(op.inputs[1]), cx.ptr(op.outputs[0])]
+        act = _act(op)
+        dtypes = {a.dtype, b.dtype, out.dtype}
+        if dtypes == {"float32"}:
+            lo, hi = activation_range(act, "float32")
+            return CCall(f"ec_{kind}_f32", args, ("ec_binary_f32_params_t", {**fields, "act_min": lo, "act_max": hi}))
+        if dtypes != {"int8"}:
+            raise EdgecError(f"{op.type} {op.name}: the C backend runs int8 and float32, not {out.dtype}")
+        try:
+            _check_quant(ins, outs)
+            lo, hi = activation_range(act, out.dtype, _scale(out), _zp(out))
+            fields.update({"in1_zp": _zp(a), "in2_zp": _zp(b), "out_zp": _zp(out)})
+            if kind == "mul":
+                m, s = mul_params(a, b, out)
+                return CCall("ec_mul_s8", args, ("ec_mul_s8_params_t", {
+                    **fields, "mult": m, "shift": s, "act_min": lo, "act_max": hi}))
+            ls, (m1, sh1), (m2, sh2), (mo, so) = add_sub_params(a, b, out)
+        except (ValueError, KeyError) as e:
+            raise EdgecError(f"{op.type} {op.name}: {e}") from None
+        return CCall(f"ec_{kind}_s8", args, ("ec_add_s8_params_t", {
+            **fields, "left_shift": ls, "mult1": m1, "shift1": sh1, "mult2": m2, "shift2": sh2,
+            "out_mult": mo, "out_shift": so, "act_min": lo, "act_max": hi}))
+    return emit
+
+
+# The kernels read both inputs of an element before writing it: the output may take input 0's memory.
 register(OpDef("ADD", _binary_shape, _add_sub_ref(False), options="AddOptions", macs=_out_size,
-               quant_dtypes=("int8", "int16")))
+               quant_dtypes=("int8", "int16"), c=_binary_c("add"), inplace="elementwise"))
 register(OpDef("SUB", _binary_shape, _add_sub_ref(True), options="SubOptions", macs=_out_size,
-               quant_dtypes=("int8", "int16")))
+               quant_dtypes=("int8", "int16"), c=_binary_c("sub"), inplace="elementwise"))
 register(OpDef("MUL", _binary_shape, _mul_ref, options="MulOptions", macs=_out_size,
-               quant_dtypes=("int8", "int16")))
+               quant_dtypes=("int8", "int16"), c=_binary_c("mul"), inplace="elementwise"))

@@ -1,0 +1,34 @@
+#include "ec_pool.h"
+
+#define EC_POOL_CBLK 16
+
+/* Maximum over the in-image taps (TFLM reference pooling.h MaxPool), then the clamp. */
+void ec_maxpool_f32(const ec_pool_f32_params_t *p, const float *in, float *out) {
+    const int32_t C = p->channels;
+    float mx[EC_POOL_CBLK];
+    for (int32_t b = 0; b < p->batches; b++) {
+        const float *img = in + (size_t)b * (size_t)p->in_h * (size_t)p->in_w * (size_t)C;
+        for (int32_t oy = 0; oy < p->out_h; oy++) {
+            const int32_t iy0 = oy * p->stride_h - p->pad_h;
+            const int32_t fy0 = ec_max_i32(0, -iy0), fy1 = ec_min_i32(p->k_h, p->in_h - iy0);
+            for (int32_t ox = 0; ox < p->out_w; ox++) {
+                const int32_t ix0 = ox * p->stride_w - p->pad_w;
+                const int32_t fx0 = ec_max_i32(0, -ix0), fx1 = ec_min_i32(p->k_w, p->in_w - ix0);
+                for (int32_t c0 = 0; c0 < C; c0 += EC_POOL_CBLK) {
+                    const int32_t nc = ec_min_i32(EC_POOL_CBLK, C - c0);
+                    for (int32_t c = 0; c < nc; c++) mx[c] = -INFINITY;
+                    for (int32_t fy = fy0; fy < fy1; fy++) {
+                        for (int32_t fx = fx0; fx < fx1; fx++) {
+                            const float *px = img + ((size_t)(iy0 + fy) * (size_t)p->in_w + (size_t)(ix0 + fx)) * (size_t)C + (size_t)c0;
+                            for (int32_t c = 0; c < nc; c++) mx[c] = px[c] > mx[c] ? px[c] : mx[c];
+                        }
+                    }
+                    for (int32_t c = 0; c < nc; c++) {
+                        const float v = mx[c];
+                        *out++ = v < p->act_min ? p->act_min : (v > p->act_max ? p->act_max : v);
+                    }
+                }
+            }
+        }
+    }
+}
