@@ -17,7 +17,8 @@ import numpy as np
 
 from ..quant import INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier, quantize_multiplier, \
     round_half_away
-from . import OpDef, register
+from ...errors import EdgecError
+from . import CCall, OpDef, register
 
 _INTS = ("int8", "uint8", "int16", "int32")
 
@@ -48,9 +49,14 @@ def affine_quantize(x, q, dtype: str) -> np.ndarray:
     return np.clip(r + zp, info.min, info.max).astype(dtype)
 
 
+def requantize_multiplier(q_in, q_out) -> tuple[int, int]:
+    """The effective scale scale_in / scale_out, computed in double, as (multiplier, shift)."""
+    return quantize_multiplier(float(np.float64(q_in.scale[0]) / np.float64(q_out.scale[0])))
+
+
 def requantize(x, q_in, q_out, dtype: str) -> np.ndarray:
     """reference_ops::Requantize with the effective scale computed in double."""
-    mult, shift = quantize_multiplier(float(np.float64(q_in.scale[0]) / np.float64(q_out.scale[0])))
+    mult, shift = requantize_multiplier(q_in, q_out)
     acc = np.asarray(x, np.int64) - int(q_in.zero_point[0])
     y = multiply_by_quantized_multiplier(acc, mult, shift) + int(q_out.zero_point[0])
     info = np.iinfo(dtype)
@@ -70,8 +76,29 @@ def _quantize_ref(op, xs, ins, outs):
     raise NotImplementedError(f"QUANTIZE from {tin.dtype} to {tout.dtype}")
 
 
+def _per_tensor(q) -> bool:
+    return q is not None and np.asarray(q.scale).size == 1
+
+
+def _quantize_c(op, ins, outs, cx):
+    tin, tout = ins[0], outs[0]
+    args = [cx.ptr(op.inputs[0]), cx.ptr(op.outputs[0])]
+    if tout.dtype == "int8" and _per_tensor(tout.quant):
+        if tin.dtype == "float32":
+            return CCall("ec_quantize_f32_s8", args, ("ec_quantize_f32_s8_params_t", {
+                "size": tout.size, "scale": np.float32(tout.quant.scale[0]),
+                "zero_point": int(tout.quant.zero_point[0])}))
+        if tin.dtype == "int8" and _per_tensor(tin.quant):
+            mult, shift = requantize_multiplier(tin.quant, tout.quant)
+            return CCall("ec_quantize_s8_s8", args, ("ec_quantize_s8_s8_params_t", {
+                "size": tout.size, "in_zp": int(tin.quant.zero_point[0]),
+                "out_zp": int(tout.quant.zero_point[0]), "mult": mult, "shift": shift}))
+    raise EdgecError(f"QUANTIZE {op.name}: the C backend runs per-tensor float32 -> int8 and int8 -> int8, "
+                     f"not {tin.dtype} -> {tout.dtype}")
+
+
 register(OpDef("QUANTIZE", _same_shape, _quantize_ref, options="QuantizeOptions",
-               quant_dtypes=("int8", "int16")))
+               quant_dtypes=("int8", "int16"), c=_quantize_c, inplace="elementwise"))
 
 
 def _dequantize_ref(op, xs, ins, outs):
@@ -86,13 +113,28 @@ def _dequantize_ref(op, xs, ins, outs):
     return [(scale * centred).astype(np.float32)]
 
 
+def _dequantize_c(op, ins, outs, cx):
+    tin = ins[0]
+    if tin.dtype == "int8" and _per_tensor(tin.quant) and outs[0].dtype == "float32":
+        return CCall("ec_dequantize_s8_f32", [cx.ptr(op.inputs[0]), cx.ptr(op.outputs[0])], (
+            "ec_dequantize_s8_f32_params_t", {"size": tin.size, "scale": np.float32(tin.quant.scale[0]),
+                                              "zero_point": int(tin.quant.zero_point[0])}))
+    raise EdgecError(f"DEQUANTIZE {op.name}: the C backend runs per-tensor int8 -> float32, not {tin.dtype} "
+                     f"(constant float16 weights are folded before code generation)")
+
+
 register(OpDef("DEQUANTIZE", _same_shape, _dequantize_ref, options="DequantizeOptions",
-               quant_dtypes=("int8", "int16")))
+               quant_dtypes=("int8", "int16"), c=_dequantize_c))
 
 
 def _densify_ref(op, xs, ins, outs):
     return [np.array(xs[0], copy=True)]
 
 
+def _densify_c(op, ins, outs, cx):
+    raise EdgecError(f"DENSIFY {op.name}: its input must be constant (the compiler folds it before code "
+                     f"generation)")
+
+
 register(OpDef("DENSIFY", _same_shape, _densify_ref, options="DensifyOptions", out_quant="same",
-               quant_dtypes=("int8",)))
+               quant_dtypes=("int8",), c=_densify_c))

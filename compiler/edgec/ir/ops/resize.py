@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...errors import EdgecError
 from ..quant import round_half_away
-from . import OpDef, register
+from . import CCall, OpDef, register
 
 
 def _size(op, ins) -> tuple[int, int]:
@@ -127,10 +128,42 @@ def _bilinear_ref(op, xs, ins, outs):
     raise NotImplementedError(f"RESIZE_BILINEAR on {dtype}")
 
 
+def _dims(op, ins):
+    n, ih, iw, c = ins[0].shape
+    oh, ow = _size(op, ins)
+    return {"batches": n, "in_h": ih, "in_w": iw}, c, oh, ow
+
+
+def _bilinear_c(op, ins, outs, cx):
+    dims, c, oh, ow = _dims(op, ins)
+    _, ih, iw, _ = ins[0].shape
+    align = bool(op.attrs.get("align_corners", False))
+    half = bool(op.attrs.get("half_pixel_centers", False))
+    dtype = outs[0].dtype
+    args = [cx.ptr(op.inputs[0]), cx.ptr(op.outputs[0])]
+    fields = {**dims, "channels": c, "out_h": oh, "out_w": ow}
+    arr = lambda suffix, v, ctype: cx.array(f"{op.name}_{suffix}", v, ctype)  # noqa: E731
+    if dtype == "float32":
+        sy, y0, y1 = _coords_f32(ih, oh, align, half)
+        sx, x0, x1 = _coords_f32(iw, ow, align, half)
+        dy, dx = sy - y0.astype(np.float32), sx - x0.astype(np.float32)   # as _bilinear_float
+        return CCall("ec_resize_bilinear_f32", args, ("ec_resize_bilinear_f32_params_t", {
+            **fields, "y0": arr("y0", y0, "int32_t"), "y1": arr("y1", y1, "int32_t"), "dy": arr("dy", dy, "float"),
+            "x0": arr("x0", x0, "int32_t"), "x1": arr("x1", x1, "int32_t"), "dx": arr("dx", dx, "float")}))
+    if dtype == "int8":
+        sy, y0, y1 = _coords_int(ih, oh, align, half)
+        sx, x0, x1 = _coords_int(iw, ow, align, half)
+        fy, fx = sy - (y0 << 10), sx - (x0 << 10)                          # as _bilinear_int
+        return CCall("ec_resize_bilinear_s8", args, ("ec_resize_bilinear_s8_params_t", {
+            **fields, "y0": arr("y0", y0, "int32_t"), "y1": arr("y1", y1, "int32_t"), "fy": arr("fy", fy, "int32_t"),
+            "x0": arr("x0", x0, "int32_t"), "x1": arr("x1", x1, "int32_t"), "fx": arr("fx", fx, "int32_t")}))
+    raise EdgecError(f"RESIZE_BILINEAR {op.name}: the C backend runs int8 and float32, not {dtype}")
+
+
 # The int16 reference above matches LiteRT, but TFLite Micro has no int16 bilinear kernel; the
 # quantizer only picks dtypes every runtime runs, so int16x8 models keep this op in float.
 register(OpDef("RESIZE_BILINEAR", _shape, _bilinear_ref, options="ResizeBilinearOptions",
-               out_quant="same", quant_dtypes=("int8",), int_operands=(1,)))
+               out_quant="same", quant_dtypes=("int8",), int_operands=(1,), c=_bilinear_c))
 
 
 # -- nearest neighbour -----------------------------------------------------------------------------
@@ -159,6 +192,19 @@ def _nearest_ref(op, xs, ins, outs):
     return [x[:, yi][:, :, xi]]
 
 
+def _nearest_c(op, ins, outs, cx):
+    # values are only copied, so one element-size-generic kernel serves every dtype
+    dims, c, oh, ow = _dims(op, ins)
+    _, ih, iw, _ = ins[0].shape
+    align = bool(op.attrs.get("align_corners", False))
+    half = bool(op.attrs.get("half_pixel_centers", False))
+    return CCall("ec_resize_nearest_neighbor_x", [cx.ptr(op.inputs[0]), cx.ptr(op.outputs[0])], (
+        "ec_resize_nearest_params_t", {
+            **dims, "out_h": oh, "out_w": ow, "pixel_bytes": c * np.dtype(outs[0].dtype).itemsize,
+            "y_index": cx.array(op.name + "_y", _nearest_index(ih, oh, align, half), "int32_t"),
+            "x_index": cx.array(op.name + "_x", _nearest_index(iw, ow, align, half), "int32_t")}))
+
+
 register(OpDef("RESIZE_NEAREST_NEIGHBOR", _shape, _nearest_ref,
                options="ResizeNearestNeighborOptions", out_quant="same",
-               quant_dtypes=("int8", "int16"), int_operands=(1,)))
+               quant_dtypes=("int8", "int16"), int_operands=(1,), c=_nearest_c))

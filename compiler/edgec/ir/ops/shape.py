@@ -12,8 +12,9 @@ import math
 
 import numpy as np
 
+from ...errors import EdgecError
 from ..quant import activation_range
-from . import OpDef, register
+from . import CCall, OpDef, register
 
 _Q = ("int8", "int16")
 
@@ -63,8 +64,15 @@ def _reshape_ref(op, xs, ins, outs):
     return [np.reshape(xs[0], outs[0].shape)]
 
 
+def _copy_c(op, ins, outs, cx):
+    # Only emitted when the planner could not alias the output onto the input (graph outputs,
+    # constant inputs): a byte copy.
+    n = outs[0].size * _itemsize(outs[0])
+    return CCall("ec_copy", [cx.ptr(op.outputs[0]), cx.ptr(op.inputs[0]), str(n)])
+
+
 register(OpDef("RESHAPE", _reshape_shape, _reshape_ref, options="ReshapeOptions",
-               out_quant="same", quant_dtypes=_Q, int_operands=(1,)))
+               out_quant="same", quant_dtypes=_Q, int_operands=(1,), c=_copy_c, inplace="alias"))
 
 
 # -- SQUEEZE ---------------------------------------------------------------------------------------
@@ -89,7 +97,7 @@ def _squeeze_ref(op, xs, ins, outs):
 
 
 register(OpDef("SQUEEZE", _squeeze_shape, _squeeze_ref, options="SqueezeOptions",
-               out_quant="same", quant_dtypes=_Q))
+               out_quant="same", quant_dtypes=_Q, c=_copy_c, inplace="alias"))
 
 
 # -- CONCATENATION ---------------------------------------------------------------------------------
@@ -116,15 +124,19 @@ def _concat_shape(op, ins):
     return [tuple(out)]
 
 
-def _concat_ref(op, xs, ins, outs):
-    # Integer inputs are copied as raw values: LiteRT and TFLite Micro both require every input
-    # to share the output's scale and zero point.
-    out = outs[0]
+def _concat_check_quant(ins, out):
     if out.quant is not None:
         for t in ins:
             if t is not None and not out.quant.same_as(t.quant):
                 raise ValueError(f"CONCATENATION input {t.name!r} has other quantization than the "
                                  f"output {out.name!r}; TFLite copies raw values")
+
+
+def _concat_ref(op, xs, ins, outs):
+    # Integer inputs are copied as raw values: LiteRT and TFLite Micro both require every input
+    # to share the output's scale and zero point.
+    out = outs[0]
+    _concat_check_quant(ins, out)
     axis = _concat_axis(op, len(outs[0].shape))
     y = np.concatenate([np.asarray(x) for x in xs if x is not None], axis=axis)
     act = op.attrs.get("fused_activation_function", "NONE")
@@ -139,8 +151,29 @@ def _concat_ref(op, xs, ins, outs):
     return [y]
 
 
+def _concat_c(op, ins, outs, cx):
+    out = outs[0]
+    act = op.attrs.get("fused_activation_function", "NONE")
+    if act != "NONE":
+        raise EdgecError(f"CONCATENATION {op.name}: the C backend has no fused {act} (neither "
+                         f"LiteRT nor TFLite Micro runs one)")
+    try:
+        _concat_check_quant(ins, out)
+    except ValueError as e:
+        raise EdgecError(str(e)) from None
+    axis = _concat_axis(op, len(out.shape))
+    outer = int(np.prod(out.shape[:axis], dtype=np.int64))
+    inner = int(np.prod(out.shape[axis + 1:], dtype=np.int64)) * _itemsize(out)
+    names = [n for n in op.inputs if n is not None]
+    row_bytes = [cx.g.t(n).shape[axis] * inner for n in names]
+    inputs = "(const void *const[]){" + ", ".join(cx.ptr(n) for n in names) + "}"
+    return CCall("ec_concatenation_x", [inputs, cx.ptr(op.outputs[0])], ("ec_concatenation_params_t", {
+        "outer": outer, "num_inputs": len(names),
+        "row_bytes": cx.array(op.name + "_rows", row_bytes, "int32_t")}))
+
+
 register(OpDef("CONCATENATION", _concat_shape, _concat_ref, options="ConcatenationOptions",
-               out_quant="same", quant_dtypes=_Q))
+               out_quant="same", quant_dtypes=_Q, c=_concat_c))
 
 
 # -- PAD -------------------------------------------------------------------------------------------
@@ -163,14 +196,38 @@ def _pad_shape(op, ins):
 
 def _pad_ref(op, xs, ins, outs):
     p = _paddings(op, ins)
-    out = outs[0]
+    return [np.pad(np.asarray(xs[0]), [tuple(r) for r in p], constant_values=_pad_value(outs[0]))]
+
+
+def _pad_value(out) -> int:
     # Quantized PAD fills with the output's zero point (the quantized 0.0), float PAD with 0.
-    value = int(out.quant.zero_point[0]) if out.quant is not None and out.dtype != "float32" else 0
-    return [np.pad(np.asarray(xs[0]), [tuple(r) for r in p], constant_values=value)]
+    return int(out.quant.zero_point[0]) if out.quant is not None and out.dtype != "float32" else 0
+
+
+def _pad_c(op, ins, outs, cx):
+    from ...backends.c.emit import CTYPES
+    pads = _paddings(op, ins)
+    # Compact the layout: size-1 unpadded dims vanish, an unpadded dim folds into the one before
+    # it (its padding scales by the dim), so NHWC padded on H and W becomes [H][W*C].
+    dims = [[int(d), int(a), int(b)] for d, (a, b) in zip(ins[0].shape, pads) if not (d == 1 and a == b == 0)]
+    for k in range(len(dims) - 1, 0, -1):
+        d, a, b = dims[k]
+        if a == b == 0:
+            dims[k - 1] = [dims[k - 1][0] * d, dims[k - 1][1] * d, dims[k - 1][2] * d]
+            del dims[k]
+    if len(dims) > 5:
+        raise EdgecError(f"PAD {op.name}: the C backend pads up to 5 dims, not {len(dims)}")
+    dims = [[1, 0, 0]] * (5 - len(dims)) + dims
+    out = outs[0]
+    value = cx.array(op.name + "_pad_value", np.asarray([_pad_value(out)], out.dtype), CTYPES[out.dtype])
+    return CCall("ec_pad_x", [cx.ptr(op.inputs[0]), cx.ptr(op.outputs[0])], ("ec_pad_params_t", {
+        "elem_size": _itemsize(out), "in_dims": _carr(d[0] for d in dims),
+        "pad_before": _carr(d[1] for d in dims), "pad_after": _carr(d[2] for d in dims),
+        "pad_value": value}))
 
 
 register(OpDef("PAD", _pad_shape, _pad_ref, options="PadOptions", out_quant="same",
-               quant_dtypes=_Q, int_operands=(1,)))
+               quant_dtypes=_Q, int_operands=(1,), c=_pad_c))
 
 
 # -- STRIDED_SLICE ---------------------------------------------------------------------------------
@@ -296,9 +353,20 @@ def _strided_slice_ref(op, xs, ins, outs):
     return [np.reshape(y, out_shape)]
 
 
+def _strided_slice_c(op, ins, outs, cx):
+    eff_shape, axes, _ = _strided_slice_plan(op, ins)
+    in_strides = _row_major_strides(eff_shape)
+    dims, offset = [], 0
+    for (start, stop, stride, shrink), s in zip(axes, in_strides):
+        n = 1 if shrink else len(range(start, stop, stride))
+        dims.append((n, (1 if shrink else stride) * s))
+        offset += start * s
+    return _strided_copy(op, cx, dims, offset, _itemsize(outs[0]))
+
+
 register(OpDef("STRIDED_SLICE", _strided_slice_shape, _strided_slice_ref,
                options="StridedSliceOptions", out_quant="same", quant_dtypes=_Q,
-               int_operands=(1, 2, 3)))
+               int_operands=(1, 2, 3), c=_strided_slice_c))
 
 
 # -- DEPTH_TO_SPACE / SPACE_TO_DEPTH ---------------------------------------------------------------
@@ -342,7 +410,66 @@ def _s2d_ref(op, xs, ins, outs):
     return [y.reshape(n, h // b, w // b, b * b * c)]
 
 
+def _d2s_c(op, ins, outs, cx):
+    # output [n*h][by][w][bx][co] gathers input [n*h][w][(by*b + bx)*co + c]
+    n, h, w, c = ins[0].shape
+    b = _block(op)
+    co = c // (b * b)
+    dims = [(n * h, w * c), (b, b * co), (w, c), (b, co), (co, 1)]
+    return _strided_copy(op, cx, dims, 0, _itemsize(outs[0]))
+
+
+def _s2d_c(op, ins, outs, cx):
+    # output [n*h/b][w/b][by][bx][c] gathers input [n*h/b*b + by][w/b*b + bx][c]
+    n, h, w, c = ins[0].shape
+    b = _block(op)
+    dims = [(n * h // b, b * w * c), (w // b, b * c), (b, w * c), (b, c), (c, 1)]
+    return _strided_copy(op, cx, dims, 0, _itemsize(outs[0]))
+
+
 register(OpDef("DEPTH_TO_SPACE", _d2s_shape, _d2s_ref, options="DepthToSpaceOptions",
-               out_quant="same", quant_dtypes=("int8",)))
+               out_quant="same", quant_dtypes=("int8",), c=_d2s_c))
 register(OpDef("SPACE_TO_DEPTH", _s2d_shape, _s2d_ref, options="SpaceToDepthOptions",
-               out_quant="same", quant_dtypes=("int8",)))
+               out_quant="same", quant_dtypes=("int8",), c=_s2d_c))
+
+
+# -- C emission helpers ----------------------------------------------------------------------------
+
+def _itemsize(t) -> int:
+    return np.dtype(t.dtype).itemsize
+
+
+def _carr(values) -> str:
+    """A C initializer for an array field of a params struct."""
+    return "{" + ", ".join(str(int(v)) for v in values) + "}"
+
+
+def _row_major_strides(shape) -> list[int]:
+    strides, s = [], 1
+    for d in reversed(list(shape)):
+        strides.append(s)
+        s *= int(d)
+    return strides[::-1]
+
+
+def _strided_copy(op, cx, dims, offset: int, es: int) -> CCall:
+    """ec_strided_copy_x over `dims` = [(output count, input step in elements)], outermost first,
+    from input element `offset`: count-1 dims dropped, dims that continue their inner neighbour
+    merged, padded to 5 dims."""
+    if any(n == 0 for n, _ in dims):
+        dims, offset = [(0, 0)], 0
+    merged = []
+    for n, step in dims:
+        if n == 1:
+            continue
+        if merged and merged[-1][1] == n * step:
+            merged[-1] = (merged[-1][0] * n, step)
+        else:
+            merged.append((n, step))
+    merged = merged or [(1, 1)]
+    if len(merged) > 5:
+        raise EdgecError(f"{op.type} {op.name}: the C backend gathers up to 5 dims, not {len(merged)}")
+    merged = [(1, 0)] * (5 - len(merged)) + merged
+    return CCall("ec_strided_copy_x", [cx.ptr(op.inputs[0]), cx.ptr(op.outputs[0])], ("ec_strided_copy_params_t", {
+        "elem_size": es, "count": _carr(n for n, _ in merged), "step": _carr(s * es for _, s in merged),
+        "offset": offset * es}))
