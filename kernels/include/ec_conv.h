@@ -1,6 +1,10 @@
 /* edgec kernels: convolution-like ops (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV).
  * Parameters are computed by the compiler (Python) and stored as const structs in flash; kernels
- * only compute. Tensors are NHWC at batch 1; filters OHWI (conv), 1HWC (depthwise), [out][in] (FC).
+ * only compute. Tensors are NHWC at batch 1; filters OHWI (conv, transpose conv), 1HWC (depthwise),
+ * [out][in] (FC). Integer kernels follow TFLite Micro's reference kernels bit for bit.
+ *
+ * TRANSPOSE_CONV reuses the conv structs: in_* is its input, out_* its output, pad_h/pad_w the
+ * leading padding cropped from the full (scattered) output, dil_* and depth_mult are 1.
  */
 #ifndef EC_CONV_H
 #define EC_CONV_H
@@ -47,6 +51,19 @@ typedef struct {
     float act_min, act_max;
 } ec_fc_f32_params_t;
 
+/* Grouped CONV_2D (TFLite's groups = in_c / filter depth > 1): filter [out_c][k_h][k_w][in_c / groups];
+ * output channel oc reads input channels [g * in_c / groups, (g + 1) * in_c / groups) with
+ * g = oc / (out_c / groups). A separate kernel, so that ec_conv2d_* variants need not handle groups. */
+typedef struct {
+    ec_conv_s8_params_t conv;
+    int32_t groups;
+} ec_conv_grouped_s8_params_t;
+
+typedef struct {
+    ec_conv_f32_params_t conv;
+    int32_t groups;
+} ec_conv_grouped_f32_params_t;
+
 /* scratch: a caller-provided buffer of ec_<kernel>_get_buffer_size(p) bytes (may be NULL when 0) */
 void ec_conv2d_s8(const ec_conv_s8_params_t *p, const int8_t *in, const int8_t *w, const int32_t *bias,
                   int8_t *out, void *scratch);
@@ -56,6 +73,14 @@ void ec_depthwise_conv2d_s8(const ec_conv_s8_params_t *p, const int8_t *in, cons
                             const int32_t *bias, int8_t *out, void *scratch);
 void ec_depthwise_conv2d_f32(const ec_conv_f32_params_t *p, const float *in, const float *w,
                              const float *bias, float *out, void *scratch);
+void ec_conv2d_grouped_s8(const ec_conv_grouped_s8_params_t *p, const int8_t *in, const int8_t *w,
+                          const int32_t *bias, int8_t *out, void *scratch);
+void ec_conv2d_grouped_f32(const ec_conv_grouped_f32_params_t *p, const float *in, const float *w,
+                           const float *bias, float *out, void *scratch);
+void ec_transpose_conv_s8(const ec_conv_s8_params_t *p, const int8_t *in, const int8_t *w, const int32_t *bias,
+                          int8_t *out, void *scratch);
+void ec_transpose_conv_f32(const ec_conv_f32_params_t *p, const float *in, const float *w, const float *bias,
+                           float *out, void *scratch);
 void ec_fully_connected_s8(const ec_fc_s8_params_t *p, const int8_t *in, const int8_t *w,
                            const int32_t *bias, int8_t *out, void *scratch);
 void ec_fully_connected_f32(const ec_fc_f32_params_t *p, const float *in, const float *w,

@@ -142,6 +142,68 @@ def _tensor(ins, k):
 
 
 # ------------------------------------------------------------------------------------------------
+# C emitters (backends/c): parameters computed here with the reference's own helpers
+
+C_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
+
+
+def _c_scratch(cx, kernel: str, fields: dict) -> int:
+    """Scratch bytes the target's variant of `kernel` needs (backends/c/scratch.py; ref: none)."""
+    try:
+        from ...backends.c.scratch import scratch_bytes
+    except ImportError:     # no optimized variant sizes known
+        return 0
+    return scratch_bytes(kernel, cx.variant(kernel), fields)
+
+
+def _c_check(op: Op, it: Tensor, ft: Tensor, bt: Tensor | None, ot: Tensor) -> tuple[str, str]:
+    """(dtype suffix "f32"/"s8", activation) for a conv-family op the C kernels run, else EdgecError."""
+    where = f"{op.type} {op.name}"
+    act = op.attrs.get("fused_activation_function", "NONE") or "NONE"
+    if act not in C_ACTIVATIONS:
+        raise EdgecError(f"{where}: the C backend has no fused {act} activation")
+    if len(it.shape) != 4 or it.shape[0] != 1 or ot.shape[0] != 1:
+        raise EdgecError(f"{where}: the C kernels run batch 1 NHWC, got input {list(it.shape)}")
+    if it.dtype == ft.dtype == ot.dtype == "float32" and (bt is None or bt.dtype == "float32"):
+        return "f32", act
+    if (it.dtype == ft.dtype == ot.dtype == "int8" and (bt is None or bt.dtype == "int32")
+            and it.quant is not None and ft.quant is not None and ot.quant is not None):
+        return "s8", act
+    raise EdgecError(f"{where}: the C backend runs int8 (int32 bias) and float32 only, got {it.dtype} "
+                     f"input, {ft.dtype} filter, {bt.dtype if bt is not None else 'no'} bias, {ot.dtype} output")
+
+
+def _conv_family_c(op: Op, cx, kernel: str, it: Tensor, ft: Tensor, bt: Tensor | None, ot: Tensor,
+                   geometry: tuple, depth_mult: int, groups: int, in_name: str, bias_name: str | None):
+    """The CCall of a conv-like kernel taking ec_conv_{s8,f32}_params_t (or its grouped wrapper)."""
+    suffix, act = _c_check(op, it, ft, bt, ot)
+    kh, kw, sh, sw, dh, dw, ph, pw = geometry
+    _, h, w, c = it.shape
+    _, oh, ow, oc = ot.shape
+    fields = {"in_h": h, "in_w": w, "in_c": c, "out_h": oh, "out_w": ow, "out_c": oc, "k_h": kh, "k_w": kw,
+              "stride_h": sh, "stride_w": sw, "dil_h": dh, "dil_w": dw, "pad_h": ph, "pad_w": pw,
+              "depth_mult": depth_mult}
+    if suffix == "f32":
+        lo, hi = activation_range(act, "float32")
+        fields.update(act_min=lo, act_max=hi)
+    else:
+        mult, shift = conv_multipliers(it, ft, ot, oc)
+        lo, hi = activation_range(act, ot.dtype, float(_scale(ot)), _zp(ot))
+        fields.update(in_zp=_zp(it), out_zp=_zp(ot), act_min=lo, act_max=hi,
+                      mult=cx.array(op.name + "_mult", mult, "int32_t"),
+                      shift=cx.array(op.name + "_shift", shift, "int32_t"))
+    name, struct = f"{kernel}_{suffix}", f"ec_conv_{suffix}_params_t"
+    if groups > 1:   # a kernel of its own, so that optimized ec_conv2d_* variants need not handle groups
+        name, struct = f"ec_conv2d_grouped_{suffix}", f"ec_conv_grouped_{suffix}_params_t"
+        scratch = _c_scratch(cx, name, {**fields, "groups": groups})
+        fields = {**{f"conv.{k}": v for k, v in fields.items()}, "groups": groups}
+    else:
+        scratch = _c_scratch(cx, name, fields)
+    args = [cx.ptr(in_name), cx.ptr(op.inputs[1]), cx.ptr(bias_name), cx.ptr(op.outputs[0]), cx.scratch_expr]
+    return CCall(name, args, (struct, fields), scratch=scratch)
+
+
+# ------------------------------------------------------------------------------------------------
 # CONV_2D: input NHWC, filter OHWI (I may be C / groups), bias [O]
 
 def _conv_geometry(op: Op, ishape, fshape):
@@ -208,9 +270,22 @@ def _conv_macs(op, ins, outs):
     return int(np.prod(outs[0].shape, dtype=np.int64)) * f.shape[1] * f.shape[2] * f.shape[3]
 
 
+def _conv_c(op, ins, outs, cx):
+    it, ft, bt, ot = ins[0], ins[1], _tensor(ins, 2), outs[0]
+    _c_check(op, it, ft, bt, ot)
+    c, o, ci = it.shape[3], ft.shape[0], ft.shape[3]
+    groups = c // ci if ci else 0
+    if ci == 0 or groups * ci != c or o % groups:
+        raise EdgecError(f"CONV_2D {op.name}: input depth {c} is not a multiple of filter depth {ci} "
+                         f"dividing {o} filters")
+    geometry = _conv_geometry(op, it.shape, ft.shape)[:8]
+    return _conv_family_c(op, cx, "ec_conv2d", it, ft, bt, ot, geometry, 1, groups, op.inputs[0],
+                          _tensor(op.inputs, 2))
+
+
 register(OpDef(
     "CONV_2D", _conv_shape, _conv_ref, options="Conv2DOptions", macs=_conv_macs,
-    weights={1: 0}, bias=2, out_quant="calibrate", quant_dtypes=("int8", "int16")))
+    weights={1: 0}, bias=2, out_quant="calibrate", quant_dtypes=("int8", "int16"), c=_conv_c))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -263,9 +338,21 @@ def _dw_macs(op, ins, outs):
     return int(np.prod(outs[0].shape, dtype=np.int64)) * f.shape[1] * f.shape[2]
 
 
+def _dw_c(op, ins, outs, cx):
+    it, ft, bt, ot = ins[0], ins[1], _tensor(ins, 2), outs[0]
+    _c_check(op, it, ft, bt, ot)
+    c, oc = it.shape[3], ft.shape[3]
+    m = oc // c if c else 0
+    if m == 0 or m * c != oc or ft.shape[0] != 1:
+        raise EdgecError(f"DEPTHWISE_CONV_2D {op.name}: filter {list(ft.shape)} is not [1, kh, kw, {c} * multiplier]")
+    geometry = _conv_geometry(op, it.shape, ft.shape)[:8]
+    return _conv_family_c(op, cx, "ec_depthwise_conv2d", it, ft, bt, ot, geometry, m, 1, op.inputs[0],
+                          _tensor(op.inputs, 2))
+
+
 register(OpDef(
     "DEPTHWISE_CONV_2D", _dw_shape, _dw_ref, options="DepthwiseConv2DOptions", macs=_dw_macs,
-    weights={1: 3}, bias=2, out_quant="calibrate", quant_dtypes=("int8", "int16")))
+    weights={1: 3}, bias=2, out_quant="calibrate", quant_dtypes=("int8", "int16"), c=_dw_c))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -320,19 +407,29 @@ def _fc_c(op, ins, outs, cx):
     it, wt, bt, ot = ins[0], ins[1], _tensor(ins, 2), outs[0]
     o, i = wt.shape
     act = op.attrs["fused_activation_function"]
+    if act not in C_ACTIVATIONS:
+        raise EdgecError(f"FULLY_CONNECTED {op.name}: the C backend has no fused {act} activation")
     dims = {"batches": it.size // i, "in_features": i, "out_features": o}
     args = [cx.ptr(op.inputs[0]), cx.ptr(op.inputs[1]), cx.ptr(_tensor(op.inputs, 2)), cx.ptr(op.outputs[0]),
             cx.scratch_expr]
     if it.dtype == "float32":
+        if wt.dtype != "float32" or ot.dtype != "float32" or (bt is not None and bt.dtype != "float32"):
+            raise EdgecError(f"FULLY_CONNECTED {op.name}: the C backend runs float32 with float32 weights, "
+                             f"not {wt.dtype} (hybrid) weights")
         lo, hi = activation_range(act, "float32")
-        return CCall("ec_fully_connected_f32", args, ("ec_fc_f32_params_t", {**dims, "act_min": lo, "act_max": hi}))
-    if it.dtype != "int8" or (wt.quant.scale.size == 1 and _zp(wt) != 0) or (bt is not None and bt.dtype != "int32"):
+        fields = {**dims, "act_min": lo, "act_max": hi}
+        return CCall("ec_fully_connected_f32", args, ("ec_fc_f32_params_t", fields),
+                     scratch=_c_scratch(cx, "ec_fully_connected_f32", fields))
+    if (it.dtype != "int8" or wt.dtype != "int8" or ot.dtype != "int8" or (wt.quant.scale.size == 1 and _zp(wt) != 0)
+            or (bt is not None and bt.dtype != "int32")):
         raise EdgecError(f"FULLY_CONNECTED {op.name}: the C backend runs int8 (symmetric weights) and float32")
     mult, shift = fc_multipliers(it, wt, ot, o)
     lo, hi = activation_range(act, ot.dtype, float(_scale(ot)), _zp(ot))
-    return CCall("ec_fully_connected_s8", args, ("ec_fc_s8_params_t", {
-        **dims, "in_zp": _zp(it), "out_zp": _zp(ot), "act_min": lo, "act_max": hi,
-        "mult": cx.array(op.name + "_mult", mult, "int32_t"), "shift": cx.array(op.name + "_shift", shift, "int32_t")}))
+    fields = {**dims, "in_zp": _zp(it), "out_zp": _zp(ot), "act_min": lo, "act_max": hi,
+              "mult": cx.array(op.name + "_mult", mult, "int32_t"),
+              "shift": cx.array(op.name + "_shift", shift, "int32_t")}
+    return CCall("ec_fully_connected_s8", args, ("ec_fc_s8_params_t", fields),
+                 scratch=_c_scratch(cx, "ec_fully_connected_s8", fields))
 
 
 register(OpDef(
@@ -401,7 +498,22 @@ def _tconv_macs(op, ins, outs):
     return int(np.prod(x.shape, dtype=np.int64)) * f.shape[0] * f.shape[1] * f.shape[2]
 
 
+def _tconv_c(op, ins, outs, cx):
+    ft, it, bt, ot = ins[1], ins[2], _tensor(ins, 3), outs[0]
+    _c_check(op, it, ft, bt, ot)
+    if ft.shape[3] != it.shape[3]:
+        raise EdgecError(f"TRANSPOSE_CONV {op.name}: filter depth {ft.shape[3]} != input depth {it.shape[3]}")
+    a = op.attrs
+    _, kh, kw, _ = ft.shape
+    _, oh, ow, _ = ot.shape
+    sh, sw = a["stride_h"], a["stride_w"]
+    ph = pad_before(oh, kh, sh, 1, out_size(a["padding"], oh, kh, sh))     # as _tconv_acc
+    pw = pad_before(ow, kw, sw, 1, out_size(a["padding"], ow, kw, sw))
+    return _conv_family_c(op, cx, "ec_transpose_conv", it, ft, bt, ot, (kh, kw, sh, sw, 1, 1, ph, pw), 1, 1,
+                          op.inputs[2], _tensor(op.inputs, 3))
+
+
 register(OpDef(
     "TRANSPOSE_CONV", _tconv_shape, _tconv_ref, options="TransposeConvOptions", macs=_tconv_macs,
     weights={1: 0}, bias=3, out_quant="calibrate", quant_dtypes=("int8", "int16"),
-    int_operands=(0,)))
+    int_operands=(0,), c=_tconv_c))
