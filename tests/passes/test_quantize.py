@@ -113,3 +113,25 @@ def test_near_dead_activations_still_give_a_loadable_model():
     q, _ = Pipeline([Step("quantize", {"dtype": "int8"})]).run(g, observe=lambda gg: observe(gg, xs))
     assert q.tensors[q.outputs[0]].quant.scale[0] >= 1e-8
     run_litert(write_tflite(q), [q.tensors[q.inputs[0]].quant.quantize(xs[0][:2], "int8")])
+
+
+def test_transpose_conv_bias_takes_the_activation_input_scale():
+    """TRANSPOSE_CONV's activation is input 2 (input 0 is its output shape)."""
+    from edgec.ir import Graph, Op, Tensor
+    from edgec.ir.ops import default_attrs
+    rng = np.random.default_rng(0)
+    g = Graph()
+    g.add_tensor(Tensor("x", (1, 4, 4, 3)))
+    shape = g.const("oshape", np.array([1, 8, 8, 5], np.int32))
+    w = g.const("w", rng.standard_normal((5, 3, 3, 3)).astype(np.float32))
+    b = g.const("b", rng.standard_normal(5).astype(np.float32))
+    g.add_tensor(Tensor("y", (1, 8, 8, 5)))
+    g.ops = [Op("TRANSPOSE_CONV", [shape, w, "x", b], ["y"],
+                default_attrs("TRANSPOSE_CONV", padding="SAME", stride_w=2, stride_h=2))]
+    g.inputs, g.outputs = ["x"], ["y"]
+    xs = [rng.standard_normal((20, 4, 4, 3)).astype(np.float32)]
+    q, _ = Pipeline([Step("quantize", {"dtype": "int8"})]).run(g, observe=lambda gg: observe(gg, xs))
+    bias, wq, x = (q.tensors[q.ops[0].inputs[k]] for k in (3, 1, 2))
+    assert bias.dtype == "int32"
+    np.testing.assert_allclose(bias.quant.scale, x.quant.scale[0] * wq.quant.scale, rtol=1e-6)
+    check_bit_exact(q)

@@ -159,8 +159,9 @@ def _quantize_constants(g: Graph, ctx: PassContext, act: str, fallback: list[Op]
                 q = _weight_params(t.data, axis)
                 key = (name, "w", axis)
                 dtype = "int8"
-            elif k == d.bias:
-                x, w = g.tensors[op.inputs[0]], g.tensors[op.inputs[1]]
+            elif k == d.bias:   # scale = activation input scale x weight scale (per channel)
+                x = g.tensors[_activation_inputs(g, op)[0]]
+                w = g.tensors[op.inputs[min(d.weights)]]
                 scale = (x.quant.scale.astype(np.float64) * w.quant.scale.astype(np.float64)).astype(np.float32)
                 q = QuantParams(scale, np.zeros(scale.size, np.int64), 0 if scale.size > 1 else None,
                                 bits=32 if act == "int8" else 64)
