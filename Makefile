@@ -4,7 +4,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean toolchains
+
+# Debian packages for cross builds, emulation, and the HTML report check (needs root; CI runs it).
+APT_TOOLS := gcc clang cmake gcc-arm-none-eabi libnewlib-arm-none-eabi gcc-aarch64-linux-gnu \
+             libc6-dev-arm64-cross qemu-user chromium
+toolchains:
+	@missing=$$(for p in $(APT_TOOLS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +37,7 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/int8.py
+	$(PY) benchmarks/c_backend.py
 
 clean:
 	rm -rf out benchmarks/work

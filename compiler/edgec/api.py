@@ -59,6 +59,10 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
     if unknown or not emit:
         raise EdgecError(f"cannot emit {', '.join(sorted(unknown)) or 'nothing'}; choose from: tflite, c")
     t0 = time.perf_counter()
+    tgt = None
+    if target is not None:
+        from .targets import load_target
+        tgt = load_target(target)
     steps = recipe_steps(recipe, quantize, calibration_method, io)
     pipeline = Pipeline(steps)
     calib, evald = _data(calibration, "calibration"), _data(eval_data, "eval data")
@@ -81,7 +85,7 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
     if "c" in emit:
         from .backends.c.emit import emit_c
         c_project = emit_c(g, os.path.basename(os.fspath(model)) if isinstance(model, (str, os.PathLike))
-                           else getattr(model, "name", "model"))
+                           else getattr(model, "name", "model"), variants=tgt.kernels if tgt else ("ref",))
         files.update({f"c/{k}": v for k, v in c_project.files.items()})
     evaluation = None
     if evald is not None or (calib is not None and calib.y is not None):
@@ -90,14 +94,17 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
     name = model if isinstance(model, (str, os.PathLike)) else getattr(model, "name", "model")
     report = build_report(os.fspath(name), target, pipeline.names, float_graph, g, len(tflite), pass_reports,
                           evaluation, {"tflite": "model.tflite", "c": "c" if c_project else None,
-                                       "elf": None, "html": None})
+                                       "elf": None, "html": "report.html"})
     if c_project is not None:
         report["totals"]["arena_bytes"] = c_project.arena_size
         report["memory_plan"] = {"arena_bytes": c_project.arena_size, "buffers": c_project.plan.timeline,
                                  "order": [op.name for op in c_project.plan.order]}
+        report["c_kernels"] = dict(sorted(c_project.kernels.items()))
     report["timings"] = {"compile_seconds": round(time.perf_counter() - t0, 3)}
+    from .profile.html import render_html
     files["report.json"] = dumps_report(report)
-    write_outputs(out, files, replace=("model.tflite", "report.json", "c"))
+    files["report.html"] = render_html(report).encode()
+    write_outputs(out, files, replace=("model.tflite", "report.json", "report.html", "c"))
     return report
 
 

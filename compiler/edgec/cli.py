@@ -115,6 +115,27 @@ def eval_cmd(model_or_out, data, reference, artifact, as_json):
             click.echo(f"{k:22s} {100 * v:.2f}%" if k.endswith(("accuracy", "agreement")) else f"{k:22s} {v}")
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the targets as JSON.")
+def targets(as_json):
+    """The targets edgec knows, with their memories, clock and kernels."""
+    from dataclasses import asdict
+    from rich.table import Table
+    from .targets import list_targets
+    ts = list_targets()
+    if as_json:
+        click.echo(json.dumps([asdict(t) for t in ts], indent=2))
+        return
+    table = Table(title="targets", title_justify="left")
+    for col in ("name", "description", "ISA", "clock", "flash", "RAM", "kernels"):
+        table.add_column(col, justify="right" if col in ("clock", "flash", "RAM") else "left")
+    kb = lambda n: "-" if n is None else f"{n // 1024:,} KB"  # noqa: E731
+    for t in ts:
+        table.add_row(t.name, t.description, t.isa, f"{t.clock_hz / 1e6:g} MHz" if t.clock_hz else "-",
+                      kb(t.memory_bytes("flash")), kb(t.memory_bytes("ram")), ", ".join(t.kernels))
+    _console().print(table)
+
+
 @cli.command("run")
 @click.argument("out")
 @click.option("--data", required=True, type=click.Path(), help="Inputs (.npz with x; integer x is taken as quantized).")
