@@ -2,8 +2,9 @@
 
 For each benchmark model (benchmarks/models.py): compile with edgec to int8 with --emit tflite,c, then
   exactness  C raw outputs vs TFLite Micro's on the first 100 test inputs (bit for bit);
-  memory     the C plan's arena vs TFLM's "Arena allocation head" (TFLM keeps the graph's input and
-             output tensors in its head; ours live in the caller's buffers, so arena + I/O is shown too);
+  memory     the C plan's arena vs TFLM's "Arena allocation head" (its planned tensors). TFLM plans the
+             graph's input and output inside its head, where they share bytes with other tensors once
+             dead; ours live in the caller's buffers, outside the arena, so arena + I/O is shown too;
   latency    median microseconds per inference, one thread, same input, measured side by side:
              C built -O3 (and -O2) timed inside C; the TFLM interpreter's invoke() and LiteRT's
              (default XNNPACK delegate, num_threads=1) invoke(), timed from Python around the call.
