@@ -19,9 +19,23 @@ def _cmsis_conv2d_s8(p: dict) -> int:
     return 2 * _round_up(k, 4) * 2
 
 
+def _neon_conv2d_s8(p: dict) -> int:
+    # kernels/neon/ec_conv2d_s8.c (formula from its engineer: tests/c/test_neon_kernels.py neon_scratch)
+    k = int(p["k_h"]) * int(p["k_w"]) * int(p["in_c"])
+    return 16 + 32 * _round_up(int(p["out_c"]), 4) + 2 * _round_up(k, 16)
+
+
+def _neon_conv2d_f32(p: dict) -> int:
+    # kernels/neon/ec_conv2d_f32.c (as above)
+    k = int(p["k_h"]) * int(p["k_w"]) * int(p["in_c"])
+    return 16 + 16 * _round_up(int(p["out_c"]), 4) + 2 * 4 * _round_up(k, 4)
+
+
 _SIZES = {
     ("cmsis", "ec_conv2d_s8"): _cmsis_conv2d_s8,
     # kernels/cmsis/ec_depthwise_conv2d_s8.c and ec_fully_connected_s8.c work in registers: 0
+    ("neon", "ec_conv2d_s8"): _neon_conv2d_s8,
+    ("neon", "ec_conv2d_f32"): _neon_conv2d_f32,
 }
 
 

@@ -1,0 +1,180 @@
+#include "ec_conv.h"
+
+/* DEPTHWISE_CONV_2D int8 for Cortex-M cores with the DSP extension (the approach of CMSIS-NN's
+ * arm_depthwise_conv_s8_opt, without its im2col buffer): with depth_mult 1, four channels at a
+ * time: per tap one input word (4 channels, input offset applied in the SXTAB16 widening) and one
+ * filter word (SXTB16), multiplied per halfword with SMLABB/SMLATT into four accumulators.
+ * Other channel counts finish with a scalar tail; depth_mult > 1 runs the reference loop.
+ * Bit-exact with kernels/ref/ec_depthwise_conv2d_s8.c; without __ARM_FEATURE_DSP the portable
+ * reference loop runs. No scratch. Requires mult[] >= 0 (as TFLite's QuantizeMultiplier produces). */
+
+/* The taps k in [*lo, *hi) whose position start + k * dil lies in [0, size). */
+static void ec_tap_range(int32_t start, int32_t dil, int32_t size, int32_t k, int32_t *lo, int32_t *hi) {
+    int32_t a = start < 0 ? (-start + dil - 1) / dil : 0;
+    int32_t b = size - start > 0 ? (size - start + dil - 1) / dil : 0;
+    *lo = a;
+    *hi = b < k ? b : k;
+}
+
+/* the reference loop (depth_mult > 1, and cores without the DSP extension) */
+static void ec_dw_ref(const ec_conv_s8_params_t *p, const int8_t *in, const int8_t *w, const int32_t *bias,
+                      int8_t *out) {
+    const int32_t in_c = p->in_c, out_c = p->out_c, dm = p->depth_mult, in_zp = p->in_zp;
+    for (int32_t oy = 0; oy < p->out_h; oy++) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_h;
+        int32_t ky_lo, ky_hi;
+        ec_tap_range(iy0, p->dil_h, p->in_h, p->k_h, &ky_lo, &ky_hi);
+        for (int32_t ox = 0; ox < p->out_w; ox++) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_w;
+            int32_t kx_lo, kx_hi;
+            ec_tap_range(ix0, p->dil_w, p->in_w, p->k_w, &kx_lo, &kx_hi);
+            int8_t *o = out + ((size_t)oy * (size_t)p->out_w + (size_t)ox) * (size_t)out_c;
+            for (int32_t oc = 0; oc < out_c; oc++) {
+                const int32_t ic = oc / dm;
+                int32_t acc = 0;
+                for (int32_t ky = ky_lo; ky < ky_hi; ky++) {
+                    const int32_t iy = iy0 + ky * p->dil_h;
+                    const int8_t *xrow = in + (size_t)iy * (size_t)p->in_w * (size_t)in_c + (size_t)ic;
+                    const int8_t *wrow = w + (size_t)ky * (size_t)p->k_w * (size_t)out_c + (size_t)oc;
+                    for (int32_t kx = kx_lo; kx < kx_hi; kx++) {
+                        const int32_t ix = ix0 + kx * p->dil_w;
+                        acc += (int32_t)wrow[(size_t)kx * (size_t)out_c] * ((int32_t)xrow[(size_t)ix * (size_t)in_c] - in_zp);
+                    }
+                }
+                if (bias) acc += bias[oc];
+                acc = ec_requantize(acc, p->mult[oc], p->shift[oc]) + p->out_zp;
+                o[oc] = (int8_t)ec_clamp_i32(acc, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(__ARM_BIG_ENDIAN) && !defined(EC_NO_DSP)
+#include <arm_acle.h>
+
+EC_INLINE uint32_t ec_rd32(const void *p) {
+    uint32_t v;
+    __builtin_memcpy(&v, p, 4);
+    return v;
+}
+
+EC_INLINE uint32_t ec_sxtb16_ror8(uint32_t x) {
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+EC_INLINE uint32_t ec_sxtab16_ror8(uint32_t a, uint32_t x) {
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+}
+
+/* TFLite's MultiplyByQuantizedMultiplier for mult >= 0 (see kernels/cmsis/ec_conv2d_s8.c) */
+EC_INLINE int32_t ec_cm_requantize(int32_t x, int32_t mult, int32_t shift) {
+    const int32_t left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+    int64_t ab = (int64_t)(int32_t)((uint32_t)x << left) * mult + ((int64_t)1 << 30);
+    int32_t y = (int32_t)(ab >> 31);
+    if (right > 0) {
+        const int32_t mask = (int32_t)(((uint32_t)1 << right) - 1u);
+        const int32_t threshold = (mask >> 1) + (y < 0);
+        const int32_t rem = y & mask;
+        y = (y >> right) + (rem > threshold);
+    }
+    return y;
+}
+
+void ec_depthwise_conv2d_s8(const ec_conv_s8_params_t *p, const int8_t *in, const int8_t *w,
+                            const int32_t *bias, int8_t *out, void *scratch) {
+    (void)scratch;
+    if (p->depth_mult != 1) {
+        ec_dw_ref(p, in, w, bias, out);
+        return;
+    }
+    const int32_t c = p->in_c, in_zp = p->in_zp, c4 = c & ~3;
+    const int32_t out_zp = p->out_zp, act_min = p->act_min, act_max = p->act_max;
+    const int32_t *mult = p->mult, *shift = p->shift;
+    const uint32_t off2 = ((uint32_t)(-in_zp) & 0xFFFFu) * 0x10001u;
+    const int32_t x_step = p->dil_w * c, row = p->in_w * c;
+    for (int32_t oy = 0; oy < p->out_h; oy++) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_h;
+        int32_t ky_lo, ky_hi;
+        ec_tap_range(iy0, p->dil_h, p->in_h, p->k_h, &ky_lo, &ky_hi);
+        for (int32_t ox = 0; ox < p->out_w; ox++) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_w;
+            int32_t kx_lo, kx_hi;
+            ec_tap_range(ix0, p->dil_w, p->in_w, p->k_w, &kx_lo, &kx_hi);
+            const int32_t nkx = kx_hi - kx_lo, nky = ky_hi - ky_lo;
+            int8_t *o = out + ((size_t)oy * (size_t)p->out_w + (size_t)ox) * (size_t)c;
+            if (nkx <= 0 || nky <= 0) {   /* no tap inside the image */
+                for (int32_t ch = 0; ch < c; ch++) {
+                    const int32_t acc = ec_cm_requantize(bias ? bias[ch] : 0, mult[ch], shift[ch]) + out_zp;
+                    o[ch] = (int8_t)ec_clamp_i32(acc, act_min, act_max);
+                }
+                continue;
+            }
+            /* the first tap's input and filter pointers (channel 0), and the steps from the end of
+             * one tap row to the start of the next */
+            const int8_t *x0 = in + (iy0 + ky_lo * p->dil_h) * row + (ix0 + kx_lo * p->dil_w) * c;
+            const int8_t *w0 = w + (ky_lo * p->k_w + kx_lo) * c;
+            const int32_t x_skip = p->dil_h * row - nkx * x_step, w_skip = (p->k_w - nkx) * c;
+            int32_t ch = 0;
+            for (; ch < c4; ch += 4) {
+                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                if (bias) {
+                    a0 = bias[ch];
+                    a1 = bias[ch + 1];
+                    a2 = bias[ch + 2];
+                    a3 = bias[ch + 3];
+                }
+                const int8_t *xp = x0 + ch, *wp = w0 + ch;
+                int32_t ky = nky;
+                do {
+                    int32_t n = nkx;
+                    do {
+                        const uint32_t xv = ec_rd32(xp), wv = ec_rd32(wp);
+                        xp += x_step;
+                        wp += c;
+                        const uint32_t x02 = __sxtab16(off2, xv), w02 = __sxtb16(wv);
+                        const uint32_t x13 = ec_sxtab16_ror8(off2, xv), w13 = ec_sxtb16_ror8(wv);
+                        a0 = __smlabb(x02, w02, a0);
+                        a2 = __smlatt(x02, w02, a2);
+                        a1 = __smlabb(x13, w13, a1);
+                        a3 = __smlatt(x13, w13, a3);
+                    } while (--n > 0);
+                    xp += x_skip;
+                    wp += w_skip;
+                } while (--ky > 0);
+                const int32_t *m = mult + ch, *sh = shift + ch;
+                o[ch] = (int8_t)ec_clamp_i32(ec_cm_requantize(a0, m[0], sh[0]) + out_zp, act_min, act_max);
+                o[ch + 1] = (int8_t)ec_clamp_i32(ec_cm_requantize(a1, m[1], sh[1]) + out_zp, act_min, act_max);
+                o[ch + 2] = (int8_t)ec_clamp_i32(ec_cm_requantize(a2, m[2], sh[2]) + out_zp, act_min, act_max);
+                o[ch + 3] = (int8_t)ec_clamp_i32(ec_cm_requantize(a3, m[3], sh[3]) + out_zp, act_min, act_max);
+            }
+            for (; ch < c; ch++) {
+                int32_t a0 = bias ? bias[ch] : 0;
+                const int8_t *xp = x0 + ch, *wp = w0 + ch;
+                for (int32_t ky = nky; ky > 0; ky--) {
+                    for (int32_t n = nkx; n > 0; n--) {
+                        a0 += (int32_t)*wp * ((int32_t)*xp - in_zp);
+                        xp += x_step;
+                        wp += c;
+                    }
+                    xp += x_skip;
+                    wp += w_skip;
+                }
+                o[ch] = (int8_t)ec_clamp_i32(ec_cm_requantize(a0, mult[ch], shift[ch]) + out_zp, act_min, act_max);
+            }
+        }
+    }
+}
+
+#else /* portable */
+
+void ec_depthwise_conv2d_s8(const ec_conv_s8_params_t *p, const int8_t *in, const int8_t *w,
+                            const int32_t *bias, int8_t *out, void *scratch) {
+    (void)scratch;
+    ec_dw_ref(p, in, w, bias, out);
+}
+
+#endif
