@@ -48,8 +48,12 @@ def recipe_steps(recipe: str | None = None, quantize: str | None = None, calibra
 def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recipe: str | None = None,
             calibration=None, calibration_method: str | None = None, eval_data=None, io: str | None = None,
             emit=("tflite",), target: str | None = None, unsafe: bool = False, debug: bool = False,
-            progress=None) -> dict:
-    """Compile `model` into the directory `out` (written atomically) and return its report."""
+            progress=None, max_flash: int | None = None, max_ram: int | None = None,
+            max_latency_ms: float | None = None) -> dict:
+    """Compile `model` into the directory `out` (written atomically) and return its report.
+    Budgets (and the target's memories) are checked on what compiling knows: the weights must fit
+    the flash and the arena the RAM (`edgec profile` checks the linked firmware); over one, the
+    outputs are still written and BudgetError (exit code 3) is raised."""
     from .backends.tflite import write_tflite
     from .evaluate import evaluate
     from .passes import Pipeline
@@ -105,6 +109,16 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
     files["report.json"] = dumps_report(report)
     files["report.html"] = render_html(report).encode()
     write_outputs(out, files, replace=("model.tflite", "report.json", "report.html", "c"))
+    from .budgets import BudgetError, overshoots
+    known = {"flash_bytes": report["totals"]["weight_bytes"], "ram_bytes": report["totals"]["arena_bytes"]}
+    over = overshoots(known, tgt, max_flash=max_flash, max_ram=max_ram)
+    if over:
+        raise BudgetError("over budget (weights vs flash, arena vs RAM): " + "; ".join(over))
+    if max_latency_ms is not None:   # a latency budget needs a latency: profile what was written
+        if tgt is None or c_project is None:
+            raise EdgecError("--max-latency needs --target and --emit c (the latency comes from profiling)")
+        return _profile_out(Path(out), tgt, None, dict(max_flash=max_flash, max_ram=max_ram,
+                                                       max_latency_ms=max_latency_ms), 100, write=True)
     return report
 
 
@@ -211,3 +225,112 @@ def run(out, data, *, bench: bool = False, iters: int = 200) -> dict:
                 "iterations": iters}
     raw = model.run(xs)
     return {"y_q": raw, "y": float_outputs(g, raw)}
+
+
+def _profile_inputs(g: Graph, data) -> list:
+    """One sample per input, in the model's dtypes: the first of `data`, else seeded random values
+    (instruction counts depend on shapes, hardly on values)."""
+    import numpy as np
+    from .data import model_inputs
+    if data is not None:   # model_inputs gives [1, ...]: each input's own (batch-1) shape
+        return model_inputs(_data(data, "data").head(1), g)
+    rng = np.random.default_rng(0)
+    xs = []
+    for n in g.inputs:
+        t = g.tensors[n]
+        if t.dtype.startswith("float"):
+            xs.append(rng.standard_normal(t.shape).astype(t.dtype))
+        else:
+            info = np.iinfo(t.dtype)
+            xs.append(rng.integers(info.min, info.max + 1, t.shape).astype(t.dtype))
+    return xs
+
+
+def profile(model_or_out, target: str, *, data=None, max_flash=None, max_ram=None, max_latency_ms=None,
+            iters: int = 200, progress=None) -> dict:
+    """Flash, RAM, instructions, latency and energy of a compiled OUT (or a model, compiled here) on
+    `target`, per layer and in total; updates OUT/report.json and report.html. Emulated targets
+    give exact instruction counts and estimated cycles/latency/energy; the host target measures.
+    Over a budget (the target's memories, or the limits given): BudgetError, exit code 3."""
+    from .targets import load_target
+
+    tgt = load_target(target)
+    out = Path(model_or_out)
+    if not (out.is_dir() and (out / "c" / "model.c").is_file()):
+        if out.is_dir() and (out / "model.tflite").is_file():
+            raise EdgecError(f"{out}: has no C project; compile it with --emit tflite,c --target {target}")
+        tmp = Path(tempfile.mkdtemp(prefix="edgec-profile-"))
+        try:
+            compile(model_or_out, tmp / "out", emit=("tflite", "c"), target=target)
+            return _profile_out(tmp / "out", tgt, data, dict(max_flash=max_flash, max_ram=max_ram,
+                                                            max_latency_ms=max_latency_ms), iters, write=False)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return _profile_out(out, tgt, data, dict(max_flash=max_flash, max_ram=max_ram, max_latency_ms=max_latency_ms),
+                        iters, write=True)
+
+
+def _profile_out(out: Path, tgt, data, limits: dict, iters: int, write: bool) -> dict:
+    import numpy as np
+    from .budgets import enforce
+    from .ir.interpret import run as reference_run
+    from .profile.emulated import build_firmware, parse_arena, profile_elf
+    from .profile.html import render_html
+
+    tflite, g, report = resolve_artifact(os.fspath(out))
+    if report is None:
+        raise EdgecError(f"{out}: no report.json; recompile it with edgec compile")
+    t = report["totals"]
+    arena = parse_arena((out / "c" / "model.h").read_bytes())
+    inputs = _profile_inputs(g, data)
+    order = (report.get("memory_plan") or {}).get("order") or [op.name for op in g.ops]
+    rows = {r["name"]: r for r in report["layers"]}
+    files: dict[str, bytes] = {}
+    if tgt.is_host:
+        us = host_model(out, g, opt="-O3").bench(inputs, iters=iters)
+        t.update(latency_ms=round(float(np.median(us)) / 1000, 6), latency_is_estimate=False, ram_bytes=arena)
+        report["profile"] = {"target": tgt.name, "measured": "median of %d runs timed inside C" % iters,
+                             "p10_ms": round(float(np.percentile(us, 10)) / 1000, 6),
+                             "p90_ms": round(float(np.percentile(us, 90)) / 1000, 6)}
+    else:
+        prof = profile_elf(build_firmware(out / "c", g, tgt), g, tgt, inputs)
+        try:
+            want, against = host_model(out, g).run(inputs), "host C build"
+        except EdgecError:   # kernels for another ISA (NEON) do not build here
+            want, against = reference_run(g, inputs), "reference interpreter"
+        equal = all(np.array_equal(a.reshape(-1), np.asarray(b).reshape(-1)) for a, b in zip(prof.outputs, want))
+        if not equal:
+            raise EdgecError(f"the emulated {tgt.emulator} outputs differ from the {against}'s")
+        pj = (tgt.power or {}).get("pj_per_cycle")
+        t.update(instructions=prof.instructions, cycles_est=int(round(prof.cycles)),
+                 latency_ms=round(prof.cycles / tgt.clock_hz * 1000, 6), latency_is_estimate=True,
+                 energy_uj_est=None if pj is None else round(prof.cycles * pj * 1e-6, 3),
+                 flash_bytes=prof.flash_bytes, ram_bytes=prof.static_ram_bytes + prof.stack_bytes, arena_bytes=arena)
+        for r in report["layers"]:
+            r.update(instructions=None, cycles_est=None, energy_uj_est=None)
+        for k, n in prof.layer_instructions.items():
+            r = rows.get(order[k]) if k < len(order) else None
+            if r is not None:
+                cyc = prof.layer_cycles[k]
+                r.update(instructions=n, cycles_est=int(round(cyc)),
+                         energy_uj_est=None if pj is None else round(cyc * pj * 1e-6, 4))
+        report["profile"] = {
+            "target": tgt.name, "emulator": f"unicorn {tgt.emulator}", "clock_hz": tgt.clock_hz,
+            "cycle_model": tgt.cycles.get("source", ""), "power_model": (tgt.power or {}).get("source"),
+            "stack_bytes": prof.stack_bytes, "static_ram_bytes": prof.static_ram_bytes,
+            "sections": prof.sections, "instruction_classes": prof.classes,
+            "outputs_checked_against": against, "outputs_equal": equal,
+            "estimated": ["cycles_est", "latency_ms", "energy_uj_est"]}
+        files["firmware.elf"] = prof.elf.read_bytes()
+        report["artifacts"]["elf"] = "firmware.elf"
+    report["target"] = tgt.name
+    if write:
+        files["report.json"] = dumps_report(report)
+        files["report.html"] = render_html(report).encode()
+        write_outputs(out, files)
+    try:
+        enforce(t, tgt, **limits)
+    except Exception as e:
+        e.report = report   # the CLI still shows what was measured
+        raise
+    return report

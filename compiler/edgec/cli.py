@@ -27,6 +27,22 @@ def _progress(label, items):
     return track(items, description=label, console=_console(stderr=True), transient=True)
 
 
+def _budget_options(fn):
+    for opt in reversed([
+            click.option("--max-flash", help="Fail (exit 3) above this flash size, e.g. 256K."),
+            click.option("--max-ram", help="Fail (exit 3) above this RAM size, e.g. 64K."),
+            click.option("--max-latency", help="Fail (exit 3) above this latency, e.g. 50ms.")]):
+        fn = opt(fn)
+    return fn
+
+
+def _limits(max_flash, max_ram, max_latency) -> dict:
+    from .budgets import parse_latency_ms, parse_size
+    return {"max_flash": None if max_flash is None else parse_size(max_flash),
+            "max_ram": None if max_ram is None else parse_size(max_ram),
+            "max_latency_ms": None if max_latency is None else parse_latency_ms(max_latency)}
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks and verify the graph between passes.")
 @click.pass_context
@@ -78,16 +94,18 @@ def inspect(model, as_json, unsafe):
 @click.option("--target", help="Target name (see `edgec targets`).")
 @click.option("--unsafe", is_flag=True, help="Load .keras files with safe_mode off.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the summary.")
+@_budget_options
 @click.pass_context
 def compile(ctx, model, out, quantize, recipe, calibration, calibration_method, eval_data, io, emit, target,
-            unsafe, as_json):
-    """Compile MODEL into OUT (model.tflite, report.json)."""
+            unsafe, as_json, max_flash, max_ram, max_latency):
+    """Compile MODEL into OUT (model.tflite, report.json, report.html; c/ with --emit c)."""
     from . import api
     from .profile.report import print_summary
+    limits = _limits(max_flash, max_ram, max_latency)
     report = api.compile(model, out, quantize=quantize, recipe=recipe, calibration=calibration,
                          calibration_method=calibration_method, eval_data=eval_data, io=io,
                          emit=tuple(e.strip() for e in emit.split(",") if e.strip()), target=target,
-                         unsafe=unsafe, debug=ctx.obj["debug"], progress=_progress)
+                         unsafe=unsafe, debug=ctx.obj["debug"], progress=_progress, **limits)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -113,6 +131,31 @@ def eval_cmd(model_or_out, data, reference, artifact, as_json):
     for k, v in res.items():
         if v is not None:
             click.echo(f"{k:22s} {100 * v:.2f}%" if k.endswith(("accuracy", "agreement")) else f"{k:22s} {v}")
+
+
+@cli.command()
+@click.argument("model_or_out")
+@click.option("--target", required=True, help="Target name (see `edgec targets`).")
+@click.option("--data", type=click.Path(), help="Profile on the first sample of this .npz (default: random).")
+@click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout.")
+@_budget_options
+def profile(model_or_out, target, data, as_json, max_flash, max_ram, max_latency):
+    """Flash, RAM, latency and energy of MODEL_OR_OUT on TARGET, per layer and in total."""
+    from . import api
+    from .budgets import BudgetError
+    try:
+        report = api.profile(model_or_out, target, data=data, **_limits(max_flash, max_ram, max_latency))
+        failure = None
+    except BudgetError as e:
+        report, failure = getattr(e, "report", None), e
+    if report is not None:
+        if as_json:
+            click.echo(json.dumps(report, indent=2))
+        else:
+            from .profile.report import print_profile
+            print_profile(report, _console())
+    if failure is not None:
+        raise failure
 
 
 @cli.command()
@@ -183,7 +226,7 @@ def main(argv=None) -> int:
         if debug:
             raise
         click.echo(f"edgec: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", err=True)
-        return 2
+        return getattr(e, "exit_code", 2)
     except click.exceptions.Exit as e:
         return e.exit_code
     except Exception as e:

@@ -81,3 +81,37 @@ def print_summary(report: dict, console=None) -> None:
         table.add_row("output error", "", f"rmse {ev['output_rmse']:.4g}", f"top-1 agree {100 * ev.get('top1_agreement', float('nan')):.1f}%")
     console.print(table)
     console.print(f"passes: {' → '.join(report['recipe']) or 'none'}")
+
+
+def print_profile(report: dict, console=None) -> None:
+    """Per-layer instructions, cycles and energy, then the totals; estimates say so."""
+    from rich.console import Console
+    from rich.table import Table
+    console = console or Console()
+    t = report["totals"]
+    est = t.get("latency_is_estimate")
+    table = Table(title=f"{report['model']} on {report.get('target')}", title_justify="left")
+    for col in ("#", "layer", "op", "MACs", "instructions", "cycles (est.)", "share", "energy µJ (est.)"):
+        table.add_column(col, justify="left" if col in ("layer", "op") else "right")
+    total_cycles = t.get("cycles_est") or 0
+    for k, r in enumerate(report["layers"]):
+        cyc = r.get("cycles_est")
+        table.add_row(str(k), r["name"], r["op"], f"{r['macs']:,}",
+                      "-" if r.get("instructions") is None else f"{r['instructions']:,}",
+                      "-" if cyc is None else f"{cyc:,}",
+                      "-" if not cyc or not total_cycles else f"{100 * cyc / total_cycles:.1f}%",
+                      "-" if r.get("energy_uj_est") is None else f"{r['energy_uj_est']:.2f}")
+    console.print(table)
+    lat = t.get("latency_ms")
+    parts = [f"flash {_fmt_bytes(t.get('flash_bytes'))}", f"RAM {_fmt_bytes(t.get('ram_bytes'))}",
+             f"arena {_fmt_bytes(t.get('arena_bytes'))}"]
+    if t.get("instructions") is not None:
+        parts.append(f"{t['instructions']:,} instructions")
+    if lat is not None:
+        parts.append(f"latency {lat:.3f} ms ({'estimated' if est else 'measured'})")
+    if t.get("energy_uj_est") is not None:
+        parts.append(f"energy {t['energy_uj_est']:.1f} µJ (estimated)")
+    console.print("total: " + ", ".join(parts))
+    prof = report.get("profile") or {}
+    if prof.get("cycle_model"):
+        console.print(f"cycle model: {prof['cycle_model']}")

@@ -52,6 +52,7 @@ CORES = {
 
 PAGE = 0x1000
 STACK_SIZE = 1 << 20
+_PAINT = b"\xa5" * 16      # stack paint for the high-water mark
 CPACR_M = 0xE000ED88   # M-profile Coprocessor Access Control Register (CP10/CP11 full access: 0xF << 20)
 
 
@@ -188,7 +189,12 @@ def available() -> bool:
 
 
 class Emulator:
-    def __init__(self, elf_path, core: str, exact_hook: str = "block"):
+    """record=True also keeps, for profiling: how often each basic block ran (`blocks`, keyed by
+    (address, size)), and at every call of the `marker` function its first argument with the
+    instruction count and block counts so far (`marks`)."""
+
+    def __init__(self, elf_path, core: str, exact_hook: str = "block", record: bool = False,
+                 marker: str | None = None):
         _lazy_imports()
         import unicorn as uc
         from unicorn import arm_const, arm64_const
@@ -265,6 +271,11 @@ class Emulator:
 
         self._enable_fpu()
         self._cache: dict[tuple[int, int], int] = {}
+        self.record = record
+        self.blocks: dict[tuple[int, int], int] = {}
+        self.marks: list[tuple[int, int, dict]] = []
+        self._marker = self.symbol(marker) if marker else None
+        self.stack_used = None
         self._count = 0
         self._limit = 0
         self._over = False
@@ -341,6 +352,11 @@ class Emulator:
         n = self._cache.get((address, size))
         if n is None:
             n = self._block_len(address, size)
+        if self.record:
+            key = (address, size)
+            if address == self._marker:
+                self.marks.append((self.mu.reg_read(self._args[0]), self._count, dict(self.blocks)))
+            self.blocks[key] = self.blocks.get(key, 0) + 1
         self._count += n
         if self._count > self._limit:
             self._over = True
@@ -373,10 +389,12 @@ class Emulator:
     def read(self, where, n: int) -> bytes:
         return bytes(self.mu.mem_read(self._addr(where), n))
 
-    def call(self, fn, *args: int, max_instructions: int = 2_000_000_000) -> int:
+    def call(self, fn, *args: int, max_instructions: int = 2_000_000_000, measure_stack: bool = False) -> int:
         """Call fn (a symbol or an address) with integer/pointer arguments per AAPCS (r0-r3, then the
         stack, 4 bytes each) or AAPCS64 (x0-x7, then the stack, 8 bytes each); run until it returns;
-        return r0/x0 (unsigned). Raises EmulatorError on a fault or past max_instructions."""
+        return r0/x0 (unsigned). Raises EmulatorError on a fault or past max_instructions.
+        measure_stack: paint the stack first, then set `stack_used` to the bytes below the entry
+        stack pointer that the call wrote (its high-water mark)."""
         entry = self._addr(fn)
         word = 4 if self.arch == "thumb" else 8
         mask = (1 << (8 * word)) - 1
@@ -388,6 +406,10 @@ class Emulator:
         if extra:
             self.mu.mem_write(sp, b"".join(a.to_bytes(word, "little") for a in extra))
         self.mu.reg_write(self._sp, sp)
+        if measure_stack:
+            self.mu.mem_write(self._stack_lo, _PAINT * ((sp - self._stack_lo) // len(_PAINT)))
+        if self.record:
+            self.blocks, self.marks = {}, []
         if self.arch == "thumb":
             self.mu.reg_write(self._lr, self._sentinel | 1)
             begin = entry | 1
@@ -405,6 +427,10 @@ class Emulator:
             self.instructions = self._count
             raise EmulatorError(f"{self.path.name}: {fn} faulted on {self.core} at pc={pc:#x}: {e}") from None
         self.instructions = self._count
+        if measure_stack:
+            painted = bytes(self.mu.mem_read(self._stack_lo, sp - self._stack_lo))
+            untouched = len(painted) - len(painted.lstrip(_PAINT[:1]))
+            self.stack_used = (sp - self._stack_lo) - untouched
         if self._hook_error is not None:
             raise self._hook_error
         pc = self.mu.reg_read(self._pc)
