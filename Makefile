@@ -38,6 +38,7 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/int8.py
 	$(PY) benchmarks/c_backend.py
+	$(PY) benchmarks/profile_m4.py
 
 clean:
 	rm -rf out benchmarks/work

@@ -49,7 +49,7 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
             calibration=None, calibration_method: str | None = None, eval_data=None, io: str | None = None,
             emit=("tflite",), target: str | None = None, unsafe: bool = False, debug: bool = False,
             progress=None, max_flash: int | None = None, max_ram: int | None = None,
-            max_latency_ms: float | None = None) -> dict:
+            max_latency_ms: float | None = None, kernels: tuple[str, ...] | None = None) -> dict:
     """Compile `model` into the directory `out` (written atomically) and return its report.
     Budgets (and the target's memories) are checked on what compiling knows: the weights must fit
     the flash and the arena the RAM (`edgec profile` checks the linked firmware); over one, the
@@ -89,7 +89,8 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
     if "c" in emit:
         from .backends.c.emit import emit_c
         c_project = emit_c(g, os.path.basename(os.fspath(model)) if isinstance(model, (str, os.PathLike))
-                           else getattr(model, "name", "model"), variants=tgt.kernels if tgt else ("ref",))
+                           else getattr(model, "name", "model"),
+                           variants=tuple(kernels) if kernels else (tgt.kernels if tgt else ("ref",)))
         files.update({f"c/{k}": v for k, v in c_project.files.items()})
     evaluation = None
     if evald is not None or (calib is not None and calib.y is not None):

@@ -92,12 +92,13 @@ def inspect(model, as_json, unsafe):
 @click.option("--io", type=click.Choice(["int", "float"]), help="Integer (default) or float model inputs/outputs.")
 @click.option("--emit", default="tflite", show_default=True, help="Artifacts to write, comma-separated.")
 @click.option("--target", help="Target name (see `edgec targets`).")
+@click.option("--kernels", help="C kernel variants in preference order, e.g. ref or cmsis,ref (default: the target's).")
 @click.option("--unsafe", is_flag=True, help="Load .keras files with safe_mode off.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the summary.")
 @_budget_options
 @click.pass_context
 def compile(ctx, model, out, quantize, recipe, calibration, calibration_method, eval_data, io, emit, target,
-            unsafe, as_json, max_flash, max_ram, max_latency):
+            kernels, unsafe, as_json, max_flash, max_ram, max_latency):
     """Compile MODEL into OUT (model.tflite, report.json, report.html; c/ with --emit c)."""
     from . import api
     from .profile.report import print_summary
@@ -105,7 +106,8 @@ def compile(ctx, model, out, quantize, recipe, calibration, calibration_method, 
     report = api.compile(model, out, quantize=quantize, recipe=recipe, calibration=calibration,
                          calibration_method=calibration_method, eval_data=eval_data, io=io,
                          emit=tuple(e.strip() for e in emit.split(",") if e.strip()), target=target,
-                         unsafe=unsafe, debug=ctx.obj["debug"], progress=_progress, **limits)
+                         unsafe=unsafe, debug=ctx.obj["debug"], progress=_progress,
+                         kernels=tuple(k.strip() for k in kernels.split(",")) if kernels else None, **limits)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

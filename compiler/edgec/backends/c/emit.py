@@ -126,6 +126,10 @@ class CProject:
 
 
 def emit_c(g: Graph, model_name: str = "model", variants: tuple[str, ...] = ("ref",), prefix: str = "model") -> CProject:
+    known = sorted(p.name for p in data_dir("kernels").iterdir() if p.is_dir() and p.name != "include")
+    if set(variants) - set(known):
+        raise EdgecError(f"unknown kernel variant(s) {', '.join(sorted(set(variants) - set(known)))}; "
+                         f"known: {', '.join(known)}")
     cx = CEmit(g, tuple(variants) + (() if "ref" in variants else ("ref",)), prefix)
     unsupported = sorted({op.type for op in g.ops if opreg.get(op.type).c is None})
     if unsupported:
