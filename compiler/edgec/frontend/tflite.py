@@ -52,10 +52,11 @@ def _to_graph(model, name: str) -> Graph:
         tname = (t.name.decode() if isinstance(t.name, bytes) else t.name) or f"tensor_{i}"
         tname = g.unique_name(tname)
         names.append(tname)
-        if t.type not in TYPE_TO_DTYPE:
+        int4 = t.type == schema.TensorType.INT4
+        if t.type not in TYPE_TO_DTYPE and not int4:
             raise EdgecError(f"{name}: tensor {tname!r} has type {TENSOR_TYPES.get(t.type, t.type)}, "
                              f"which edgec does not support")
-        dtype = TYPE_TO_DTYPE[t.type]
+        dtype = "int8" if int4 else TYPE_TO_DTYPE[t.type]
         shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
         if any(d < 0 for d in shape):
             sig = t.shapeSignature
@@ -68,12 +69,22 @@ def _to_graph(model, name: str) -> Graph:
         elif t.buffer and t.buffer < len(buffers) and buffers[t.buffer].data is not None \
                 and len(buffers[t.buffer].data):
             raw = _buffer(buffers, t.buffer, tname, name)
+            if int4:   # two nibbles a byte, low first: unpack into the int8 container (bits=4)
+                n = int(np.prod(shape, dtype=np.int64))
+                if len(raw) != (n + 1) // 2:
+                    raise EdgecError(f"{name}: INT4 tensor {tname!r} holds {len(raw)} bytes, {list(shape)} needs {(n + 1) // 2}")
+                nib = np.frombuffer(raw, np.uint8)
+                vals = np.stack([nib & 0xF, nib >> 4], axis=1).reshape(-1)[:n].astype(np.int8)
+                raw = np.where(vals > 7, vals - 16, vals).astype(np.int8).tobytes()
             expect = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
             if len(raw) != expect:
                 raise EdgecError(f"{name}: tensor {tname!r} holds {len(raw)} bytes, its shape "
                                  f"{list(shape)} needs {expect}")
             data = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype).reshape(shape)
-        g.add_tensor(Tensor(tname, shape, dtype, data, _quant(t.quantization, shape)))
+        q = _quant(t.quantization, shape)
+        if q is not None:   # stored width: 4 for INT4, else the dtype's (int32 biases are 32-bit)
+            q.bits = 4 if int4 else np.dtype(dtype).itemsize * 8
+        g.add_tensor(Tensor(tname, shape, dtype, data, q))
         if t.sparsity is not None:  # re-written sparse, keeping a block layout if it had one
             from .sparsity import sparsity_block
             g.tensors[tname].meta["tflite_sparsity"] = sparsity_block(t.sparsity, len(shape)) or True

@@ -14,6 +14,30 @@ from ...tflite_schema import BUILTIN_CODES, DTYPE_TO_TYPE, OPTIONS_CODES, attrs_
 
 ALIGN = 16
 
+# Ops whose INT4 weight tensors both LiteRT and TFLite Micro run (measured with ai-edge-litert 2.3 and
+# tflite-micro 2026-10: FULLY_CONNECTED runs INT4 in LiteRT but TFLM refuses INT4 filters, so FC keeps
+# int8 storage of its 4-bit values).
+INT4_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D"}
+
+
+def pack_int4(values: np.ndarray) -> bytes:
+    """TFLite's INT4 layout: two's-complement nibbles, element 0 in the low nibble."""
+    flat = values.reshape(-1).astype(np.int16) & 0xF
+    if flat.size % 2:
+        flat = np.append(flat, 0)
+    return (flat[0::2] | (flat[1::2] << 4)).astype(np.uint8).tobytes()
+
+
+def _int4_weights(g: Graph) -> set[str]:
+    readers: dict[str, set[str]] = {}
+    for op in g.ops:
+        for i in op.inputs:
+            if i is not None:
+                readers.setdefault(i, set()).add(op.type)
+    return {n for n, t in g.tensors.items() if t.is_const and t.dtype == "int8" and t.quant is not None
+            and t.quant.bits == 4 and t.quant.scheme == "uniform" and readers.get(n) and readers[n] <= INT4_OPS
+            and int(t.data.min(initial=0)) >= -8 and int(t.data.max(initial=0)) <= 7}
+
 
 class _AlignedBufferT(schema.BufferT):
     def Pack(self, builder):
@@ -43,6 +67,7 @@ def write_tflite(g: Graph, description: str = "edgec") -> bytes:
     sg.name = "main"
     sg.tensors = []
     index: dict[str, int] = {}
+    int4 = _int4_weights(g)
     used = list(dict.fromkeys(list(g.inputs) + [n for op in g.ops for n in op.inputs + op.outputs
                                                 if n is not None] + list(g.outputs)))
     for name in used:
@@ -50,11 +75,12 @@ def write_tflite(g: Graph, description: str = "edgec") -> bytes:
         tt = schema.TensorT()
         tt.name = name
         tt.shape = np.array(t.shape, np.int32)
-        tt.type = DTYPE_TO_TYPE[t.dtype]
+        tt.type = schema.TensorType.INT4 if name in int4 else DTYPE_TO_TYPE[t.dtype]
         tt.buffer = 0
         if t.is_const:
             b = _AlignedBufferT()
-            b.data = np.ascontiguousarray(t.data, dtype=np.dtype(t.dtype).newbyteorder("<")).tobytes()
+            b.data = pack_int4(t.data) if name in int4 else \
+                np.ascontiguousarray(t.data, dtype=np.dtype(t.dtype).newbyteorder("<")).tobytes()
             if t.meta.get("tflite_sparsity"):  # True, or a block size per dim
                 from ...frontend.sparsity import encode_sparse
                 blk = t.meta["tflite_sparsity"]
