@@ -150,3 +150,16 @@ def test_tflite_compiles_with_tensorflow_and_keras_unimportable(files, tmp_path)
                        env={**os.environ, "PYTHONPATH": os.path.dirname(__file__)})
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "o" / "model.tflite").is_file()
+
+
+def test_eval_per_layer_reports_error_of_each_quantized_tensor(files, tmp_path, capsys):
+    assert run_cli(compile_args(files, tmp_path / "out"), capsys)[0] == 0
+    code, out, err = run_cli(["eval", tmp_path / "out", "--data", files / "calib.npz", "--per-layer", "--json"], capsys)
+    assert code == 0, err
+    rows = json.loads(out)["layers"]
+    acts = [r for r in rows if r["kind"] == "activation"]
+    weights = [r for r in rows if r["kind"].startswith("weight")]
+    assert len(acts) >= 4 and len(weights) == 3          # conv, conv, fc weights
+    assert all(r["snr_db"] > 20 for r in rows)            # int8 keeps every tensor far above the noise
+    code, out, _ = run_cli(["eval", tmp_path / "out", "--data", files / "calib.npz", "--per-layer"], capsys)
+    assert code == 0 and "SNR dB" in out

@@ -174,7 +174,7 @@ def resolve_artifact(path: str) -> tuple[bytes, Graph, dict | None]:
     return loaded.tflite, loaded.graph, None
 
 
-def eval(model_or_out, data, *, reference_model=None, artifact: str | None = None) -> dict:
+def eval(model_or_out, data, *, reference_model=None, artifact: str | None = None, per_layer: bool = False) -> dict:
     """Accuracy of a model or compiled OUT on D.npz, and its output error against the float model
     (the report's source model for an OUT, or `reference_model`). An OUT with a C project is
     evaluated through the C artifact built for the host unless artifact="tflite"."""
@@ -195,6 +195,14 @@ def eval(model_or_out, data, *, reference_model=None, artifact: str | None = Non
     runner = host_model(model_or_out, g).run if artifact == "c" else None
     res = evaluate(tflite, g, ds, float_tfl, float_graph, runner=runner)
     res["artifact"] = artifact
+    if per_layer:
+        if float_graph is None:
+            raise EdgecError("--per-layer needs the float model: evaluate a compiled OUT, or give --reference")
+        from .data import model_inputs
+        from .layer_error import layer_errors
+        from .passes import Pipeline
+        cleaned, _ = Pipeline(recipe_steps("float")).run(float_graph.copy())
+        res["layers"] = layer_errors(cleaned, g, model_inputs(ds, cleaned), model_inputs(ds, g))
     return res
 
 

@@ -122,14 +122,25 @@ def compile(ctx, model, out, quantize, recipe, calibration, calibration_method, 
 @click.option("--reference", help="The float model to compare outputs with (default: the OUT's source model).")
 @click.option("--artifact", type=click.Choice(["c", "tflite"]),
               help="Which artifact of OUT to evaluate (default: c when OUT has one).")
+@click.option("--per-layer", is_flag=True, help="Also the SNR/MSE of each quantized tensor against float.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def eval_cmd(model_or_out, data, reference, artifact, as_json):
+def eval_cmd(model_or_out, data, reference, artifact, per_layer, as_json):
     """Accuracy of MODEL_OR_OUT on D.npz, and output error against the float model."""
     from . import api
-    res = api.eval(model_or_out, data, reference_model=reference, artifact=artifact)
+    res = api.eval(model_or_out, data, reference_model=reference, artifact=artifact, per_layer=per_layer)
     if as_json:
         click.echo(json.dumps(res, indent=2))
         return
+    layers = res.pop("layers", None)
+    if layers:
+        from rich.table import Table
+        table = Table(title="quantization error per tensor (reference interpreter, vs float)", title_justify="left")
+        for col in ("layer", "kind", "tensor", "SNR dB", "MSE", "max |err|"):
+            table.add_column(col, justify="right" if col in ("SNR dB", "MSE", "max |err|") else "left")
+        for r in layers:
+            table.add_row(r["op"], r["kind"], r["tensor"][-40:], f"{r['snr_db']:.1f}", f"{r['mse']:.3g}",
+                          f"{r['max_abs_error']:.3g}")
+        _console().print(table)
     for k, v in res.items():
         if v is not None:
             click.echo(f"{k:22s} {100 * v:.2f}%" if k.endswith(("accuracy", "agreement")) else f"{k:22s} {v}")
