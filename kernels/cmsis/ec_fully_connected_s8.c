@@ -1,4 +1,5 @@
 #include "ec_conv.h"
+#include "ec_cmsis.h"
 
 /* FULLY_CONNECTED int8 for Cortex-M cores with the DSP extension (as CMSIS-NN's
  * arm_fully_connected_s8): four weight rows at a time against one input row; each 4-byte input
@@ -8,41 +9,6 @@
  * Requires mult[] >= 0 (as TFLite's QuantizeMultiplier produces). */
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(__ARM_BIG_ENDIAN) && !defined(EC_NO_DSP)
-#include <arm_acle.h>
-
-EC_INLINE uint32_t ec_rd32(const void *p) {
-    uint32_t v;
-    __builtin_memcpy(&v, p, 4);
-    return v;
-}
-
-/* SXTB16 of x rotated right by 8: bytes 1 and 3 sign-extended to halfwords */
-EC_INLINE uint32_t ec_sxtb16_ror8(uint32_t x) {
-    uint32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
-}
-
-EC_INLINE uint32_t ec_sxtab16_ror8(uint32_t a, uint32_t x) {
-    uint32_t r;
-    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
-    return r;
-}
-
-/* TFLite's MultiplyByQuantizedMultiplier for mult >= 0 (see kernels/cmsis/ec_conv2d_s8.c) */
-EC_INLINE int32_t ec_cm_requantize(int32_t x, int32_t mult, int32_t shift) {
-    const int32_t left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
-    int64_t ab = (int64_t)(int32_t)((uint32_t)x << left) * mult + ((int64_t)1 << 30);
-    int32_t y = (int32_t)(ab >> 31);
-    if (right > 0) {
-        const int32_t mask = (int32_t)(((uint32_t)1 << right) - 1u);
-        const int32_t threshold = (mask >> 1) + (y < 0);
-        const int32_t rem = y & mask;
-        y = (y >> right) + (rem > threshold);
-    }
-    return y;
-}
-
 EC_INLINE int8_t ec_fc_out(int32_t acc, const ec_fc_s8_params_t *p, int32_t o) {
     acc = ec_cm_requantize(acc, p->mult[o], p->shift[o]) + p->out_zp;
     return (int8_t)ec_clamp_i32(acc, p->act_min, p->act_max);
