@@ -13,15 +13,8 @@ from edgec.cli import main
 from edgec.frontend.tflite import load_tflite
 from edgec.run.tflm import run_tflm
 from graphs import small_cnn
+from toolchain import need
 
-REQUIRE = os.environ.get("EDGEC_REQUIRE_TOOLCHAINS") == "1"
-
-
-def need(tool):
-    if shutil.which(tool) is None:
-        if REQUIRE:
-            pytest.fail(f"{tool} is required (EDGEC_REQUIRE_TOOLCHAINS=1) but not installed")
-        pytest.skip(f"{tool} not installed")
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,6 @@
 """edgec profile: exact, repeatable instruction counts; flash and RAM from the ELF; estimates labelled;
 outputs checked; budgets gate with exit code 3."""
 import json
-import os
-import shutil
 import subprocess
 
 import numpy as np
@@ -13,17 +11,12 @@ from edgec.backends.tflite import write_tflite
 from edgec.budgets import BudgetError, parse_latency_ms, parse_size
 from edgec.cli import main
 from graphs import small_cnn
+from toolchain import need as require
 
-REQUIRE = os.environ.get("EDGEC_REQUIRE_TOOLCHAINS") == "1"
 
 
 def need(*tools):
-    from edgec.run.emulate import available
-    missing = [t for t in tools if shutil.which(t) is None] + ([] if available() else ["unicorn/pyelftools"])
-    if missing:
-        if REQUIRE:
-            pytest.fail(f"{', '.join(missing)} required (EDGEC_REQUIRE_TOOLCHAINS=1) but missing")
-        pytest.skip(f"{', '.join(missing)} missing")
+    require(*tools, emulator=True)
 
 
 @pytest.fixture(scope="module")

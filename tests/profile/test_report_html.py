@@ -1,5 +1,4 @@
 """report.html is self-contained and renders its plots in headless Chromium."""
-import os
 import re
 import shutil
 import subprocess
@@ -10,18 +9,15 @@ import pytest
 from edgec.backends.tflite import write_tflite
 from edgec.cli import main
 from graphs import small_cnn
+from toolchain import need
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--disable-quic"]
 
 
 def chromium():
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        if os.environ.get("EDGEC_REQUIRE_TOOLCHAINS") == "1":
-            pytest.fail("chromium is required (EDGEC_REQUIRE_TOOLCHAINS=1) but not installed")
-        pytest.skip("chromium not installed")
-    return exe
+    need("chromium")
+    return shutil.which("chromium")
 
 
 @pytest.fixture(scope="module")
