@@ -224,9 +224,9 @@ def _header(g: Graph, model_name: str, plan: MemoryPlan, prefix: str) -> str:
             if t.quant is not None:
                 out.append(f"#define {P}_{kind}{k}_SCALE {c_literal(float(t.quant.scale[0]))}")
                 out.append(f"#define {P}_{kind}{k}_ZERO_POINT {int(t.quant.zero_point[0])}")
-    out += ["", f"/* Runs the model once. Returns 0, or -1 if the arena is misaligned. */",
+    out += ["", "/* Runs the model once. Returns 0, or -1 if the arena is misaligned. */",
             f"int {prefix}_invoke(uint8_t *arena, {', '.join(_io_params(g))});",
-            f"/* The same with input/output pointer arrays, for generic harnesses. */",
+            "/* The same with input/output pointer arrays, for generic harnesses. */",
             f"int {prefix}_invoke_v(uint8_t *arena, const void *const *inputs, void *const *outputs);",
             "", f"#endif /* {P}_H */", ""]
     return "\n".join(out)
