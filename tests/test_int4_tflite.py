@@ -61,3 +61,14 @@ def _as_int8(g):
     h = g.copy()
     h.tensors["w"].quant.bits = 8
     return h
+
+
+def test_int16_activations_keep_int8_storage():
+    g = graph("CONV_2D")
+    g.tensors["x"].dtype = g.tensors["y"].dtype = "int16"
+    g.tensors["x"].quant = QuantParams(0.001, 0, bits=16)
+    g.tensors["y"].quant = QuantParams(0.002, 0, bits=16)
+    b = g.tensors["b"]
+    b.dtype, b.data = "int64", b.data.astype(np.int64)
+    assert weight_type(write_tflite(g)) == schema.TensorType.INT8
+    check_bit_exact(g, n=5)

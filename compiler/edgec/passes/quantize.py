@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import EdgecError
+from .. import quant_weights as qw
 from ..ir import Graph, Op, QuantParams, Tensor
+from ..ir import interpret
 from ..ir import ops as opreg
 from ..ir.ops import default_attrs
 from .manager import PassContext, register_pass
@@ -22,9 +24,16 @@ DTYPES = ("int8", "int16x8", "float16")
 METHODS = ("minmax", "percentile", "mse")
 
 
-@register_pass("quantize", dtype="int8", calibration="minmax", percentile=99.99, per_channel=True, io="int")
+AUTO_BOOL = ("auto", True, False)
+
+
+@register_pass("quantize", dtype="int8", calibration="minmax", percentile=99.99, per_channel=True, io="int",
+               weight_bits=8, weight_scheme="uniform", weight_scale="auto", rounding="nearest", seed=0,
+               loss_aware="auto", bias_correction="auto", ptq_samples=128, gptq_damp=0.01)
 def quantize(g: Graph, ctx: PassContext) -> Graph:
     o = ctx.options
+    for opts in [o] + [{**o, **extra} for _, extra in ctx.overrides]:
+        _check_weight_options(opts)
     if o["dtype"] not in DTYPES:
         raise EdgecError(f"quantize: unknown dtype {o['dtype']!r}; choose one of {', '.join(DTYPES)}")
     if o["io"] not in ("int", "float"):
@@ -35,9 +44,146 @@ def quantize(g: Graph, ctx: PassContext) -> Graph:
         raise EdgecError(f"quantize: unknown calibration {o['calibration']!r}; choose one of {', '.join(METHODS)}")
     if ctx.observe is None:
         raise EdgecError(f"{o['dtype']} quantization needs calibration data (--calibration D.npz)")
+    prepared = _prepare_weights(g, ctx)
     stats = ctx.observe(g)
     ctx.report["calibration"] = o["calibration"]
-    return _to_integer(g, ctx, stats)
+    return _to_integer(g, ctx, stats, prepared)
+
+
+def _check_weight_options(o: dict) -> None:
+    try:
+        qw.scheme_bits(o["weight_bits"], o["weight_scheme"])
+    except ValueError as e:
+        raise EdgecError(f"quantize: {e}") from None
+    if o["weight_scale"] not in ("auto",) + qw.SCALES:
+        raise EdgecError(f"quantize: weight_scale must be auto, max or mse, not {o['weight_scale']!r}")
+    if o["rounding"] not in qw.ROUNDING:
+        raise EdgecError(f"quantize: rounding must be nearest or stochastic, not {o['rounding']!r}")
+    for k in ("loss_aware", "bias_correction"):
+        if o[k] not in AUTO_BOOL:
+            raise EdgecError(f"quantize: {k} must be true, false or \"auto\", not {o[k]!r}")
+
+
+def _low_bit(opts: dict) -> bool:
+    return opts["weight_bits"] < 8 or opts["weight_scheme"] != "uniform"
+
+
+def _flag(opts: dict, key: str) -> bool:
+    v = opts[key]
+    return _low_bit(opts) if v == "auto" else bool(v)
+
+
+def _needs_prepare(opts: dict) -> bool:
+    return (_low_bit(opts) or opts["weight_scale"] == "mse" or opts["rounding"] == "stochastic"
+            or _flag(opts, "loss_aware") or _flag(opts, "bias_correction"))
+
+
+def _weight_layout(op: Op, opts: dict, act: str) -> tuple[int, bool] | None:
+    """(row axis, per channel) of op's weight input 1, or None when the op has no such weight.
+    FULLY_CONNECTED goes per channel for low-bit weights under int8 activations (LiteRT and TFLM
+    run it bit-exactly; TFLM refuses per-channel int16x8 FULLY_CONNECTED)."""
+    d = opreg.get(op.type)
+    if 1 not in d.weights:
+        return None
+    axis = d.weights[1]
+    if axis is None:
+        if op.type != "FULLY_CONNECTED":
+            return 0, False
+        return 0, bool(opts["per_channel"]) and _low_bit(opts) and act == "int8"
+    return axis, bool(opts["per_channel"])
+
+
+def _prepare_weights(g: Graph, ctx: PassContext) -> dict:
+    """Quantize the weights the options ask more of than 8-bit max-abs rounding (low bits, schemes,
+    MSE scales, stochastic rounding, GPTQ, bias correction), layer by layer in execution order.
+
+    Each such op's weight input is replaced by a new constant holding the dequantized weights (so
+    calibration sees the quantized network) and its bias by the corrected one; returns
+    {new weight name: (QuantizedWeight, axis or None)} for _quantize_constants to store."""
+    act = "int16" if ctx.options["dtype"] == "int16x8" else "int8"
+    prepared: dict = {}
+    xs = None
+    if ctx.calibration is not None:
+        n = min(len(ctx.calibration), int(ctx.options["ptq_samples"]))
+        xs = [np.asarray(x[:n], np.float32) for x in ctx.calibration.xs]
+    done = {"gptq": [], "bias_corrected": []}
+    for op in list(g.ops):
+        d = opreg.get(op.type)
+        opts = ctx.op_options(op)
+        if act not in d.quant_dtypes or not _needs_prepare(opts):
+            continue
+        layout = _weight_layout(op, opts, act)
+        if layout is None or len(op.inputs) < 2 or op.inputs[1] is None:
+            continue
+        wt = g.tensors[op.inputs[1]]
+        if not wt.is_const or wt.dtype != "float32":
+            continue
+        row_axis, per_channel = layout
+        scale_mode = opts["weight_scale"] if opts["weight_scale"] != "auto" else \
+            ("mse" if _low_bit(opts) else "max")
+        want_gptq = _flag(opts, "loss_aware") and xs is not None
+        bias_k = d.bias
+        has_bias = bias_k is not None and bias_k < len(op.inputs) and op.inputs[bias_k] is not None \
+            and g.tensors[op.inputs[bias_k]].is_const and g.tensors[op.inputs[bias_k]].dtype == "float32"
+        want_bc = _flag(opts, "bias_correction") and xs is not None and has_bias
+        X = None
+        if want_gptq or want_bc:
+            X = _layer_inputs(g, op, xs)   # [R or 1, N, K] im2col rows, or None if unsupported
+        H = None
+        if want_gptq and X is not None:
+            H = np.matmul(X.transpose(0, 2, 1), X) * (2.0 / X.shape[1])
+            H = H[0] if H.shape[0] == 1 else H
+            done["gptq"].append(op.name)
+        q = qw.quantize_weight(wt.data, row_axis, per_channel, opts["weight_bits"], opts["weight_scheme"],
+                               scale_mode, opts["rounding"], int(opts["seed"]), hessian=H,
+                               damp=float(opts["gptq_damp"]))
+        wq = q.dequantized(row_axis if per_channel else None)
+        new_w = g.const(wt.name + "_wq", wq)
+        op.inputs[1] = new_w
+        prepared[new_w] = (q, row_axis if per_channel else None)
+        if want_bc and X is not None:
+            b = g.tensors[op.inputs[bias_k]]
+            mean_x = X.mean(axis=1)                                # [R or 1, K]
+            dw = qw.to_rows(wq.astype(np.float64) - wt.data.astype(np.float64), row_axis)   # [R, K]
+            err = (dw * mean_x).sum(axis=1)                        # E[W_q x] - E[W x] per channel
+            op.inputs[bias_k] = g.const(b.name + "_bc", (b.data.astype(np.float64) - err).astype(np.float32))
+            done["bias_corrected"].append(op.name)
+    g.prune_unused()
+    if prepared:
+        ctx.report["low_bit_weights"] = len(prepared)
+        ctx.report["loss_aware_layers"] = len(done["gptq"])
+        ctx.report["bias_corrected_layers"] = len(done["bias_corrected"])
+    return prepared
+
+
+def _layer_inputs(g: Graph, op: Op, xs: list[np.ndarray]) -> np.ndarray | None:
+    """The rows the op's weight rows multiply, over the calibration samples, as [1, N, K] (shared by
+    all output channels) or [C, N, K] (depthwise: one input channel per output channel). Runs the
+    graph as it is now (earlier layers already quantized)."""
+    from ..ir.ops.conv import out_size, pad_before, windows
+    name = op.inputs[0]
+    vals = [interpret.run(g, [x[s:s + 1] for x in xs], keep=True)[name] for s in range(len(xs[0]))]
+    x = np.concatenate(vals).astype(np.float64)
+    w = g.tensors[op.inputs[1]]
+    if op.type == "FULLY_CONNECTED":
+        return x.reshape(1, -1, w.shape[1])
+    if op.type not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        return None
+    a = op.attrs
+    _, h, wd, c = x.shape
+    _, kh, kw, ci = w.shape
+    sh, sw = a["stride_h"], a["stride_w"]
+    dh, dw = a.get("dilation_h_factor", 1) or 1, a.get("dilation_w_factor", 1) or 1
+    oh, ow = out_size(a["padding"], h, kh, sh, dh), out_size(a["padding"], wd, kw, sw, dw)
+    win = windows(x, kh, kw, sh, sw, dh, dw, pad_before(h, kh, sh, dh, oh), pad_before(wd, kw, sw, dw, ow),
+                  oh, ow, 0.0)
+    if op.type == "CONV_2D":
+        if ci != c:   # grouped convolution: not handled
+            return None
+        return np.ascontiguousarray(win).reshape(1, -1, kh * kw * c)
+    mult = w.shape[3] // c
+    cols = np.moveaxis(np.ascontiguousarray(win).reshape(-1, kh * kw, c), 2, 0)   # [C, N, K]
+    return np.repeat(cols, mult, axis=0)
 
 
 # Kernels turn a fused activation's bound into integers as round(bound / scale) in int32
@@ -67,7 +213,7 @@ def _weight_params(w: np.ndarray, axis: int | None) -> QuantParams:
     return QuantParams(scale, np.zeros_like(scale, dtype=np.int64), axis)
 
 
-def _to_integer(g: Graph, ctx: PassContext, stats) -> Graph:
+def _to_integer(g: Graph, ctx: PassContext, stats, prepared: dict | None = None) -> Graph:
     act = "int16" if ctx.options["dtype"] == "int16x8" else "int8"
     consumers = g.consumers()
     producers = g.producers()
@@ -124,7 +270,7 @@ def _to_integer(g: Graph, ctx: PassContext, stats) -> Graph:
         t = g.tensors[name]
         t.quant = q
         t.dtype = act
-    _quantize_constants(g, ctx, act, fallback)
+    _quantize_constants(g, ctx, act, fallback, prepared or {})
     _insert_requantize(g, fallback)
     _insert_conversions(g, act, fallback)
     if ctx.options["io"] == "float":
@@ -141,7 +287,7 @@ def _activation_inputs(g: Graph, op: Op) -> list[str]:
     return [i for i in op.inputs if i is not None and not g.tensors[i].is_const]
 
 
-def _quantize_constants(g: Graph, ctx: PassContext, act: str, fallback: list[Op]) -> None:
+def _quantize_constants(g: Graph, ctx: PassContext, act: str, fallback: list[Op], prepared: dict) -> None:
     done: dict[str, str] = {}   # float constant -> its quantized copy, per role
     for op in g.ops:
         if op in fallback:
@@ -153,6 +299,17 @@ def _quantize_constants(g: Graph, ctx: PassContext, act: str, fallback: list[Op]
                 continue
             t = g.tensors[name]
             if not t.is_const or t.dtype != "float32":
+                continue
+            if k in d.weights and name in prepared:   # low-bit / searched weights, see _prepare_weights
+                qwt, axis = prepared[name]
+                q = QuantParams(qwt.scale, np.zeros(qwt.scale.size, np.int64), axis, bits=qwt.bits,
+                                scheme=qwt.scheme)
+                key = (name, "w", axis)
+                if key not in done:
+                    done[key] = g.const(name + "_q", qwt.levels, q)
+                    if qwt.codebook is not None:
+                        g.tensors[done[key]].meta["codebook"] = qwt.codebook
+                op.inputs[k] = done[key]
                 continue
             if k in d.weights:
                 axis = d.weights[k] if opts["per_channel"] else None

@@ -14,9 +14,9 @@ from ...tflite_schema import BUILTIN_CODES, DTYPE_TO_TYPE, OPTIONS_CODES, attrs_
 
 ALIGN = 16
 
-# Ops whose INT4 weight tensors both LiteRT and TFLite Micro run (measured with ai-edge-litert 2.3 and
-# tflite-micro 2026-10: FULLY_CONNECTED runs INT4 in LiteRT but TFLM refuses INT4 filters, so FC keeps
-# int8 storage of its 4-bit values).
+# Ops whose INT4 weight tensors both LiteRT and TFLite Micro run with int8 activations (measured with
+# ai-edge-litert 2.3 and tflite-micro 2026-10: FULLY_CONNECTED runs INT4 in LiteRT but TFLM refuses INT4
+# filters, and TFLM's int16x8 CONV_2D refuses them too; those keep int8 storage of their 4-bit values).
 INT4_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D"}
 
 
@@ -31,9 +31,11 @@ def pack_int4(values: np.ndarray) -> bytes:
 def _int4_weights(g: Graph) -> set[str]:
     readers: dict[str, set[str]] = {}
     for op in g.ops:
+        acts = {g.tensors[i].dtype for i in op.inputs if i is not None and not g.tensors[i].is_const}
+        kind = op.type if acts == {"int8"} else f"{op.type}:{'/'.join(sorted(acts))}"
         for i in op.inputs:
             if i is not None:
-                readers.setdefault(i, set()).add(op.type)
+                readers.setdefault(i, set()).add(kind)
     return {n for n, t in g.tensors.items() if t.is_const and t.dtype == "int8" and t.quant is not None
             and t.quant.bits == 4 and t.quant.scheme == "uniform" and readers.get(n) and readers[n] <= INT4_OPS
             and int(t.data.min(initial=0)) >= -8 and int(t.data.max(initial=0)) <= 7}
