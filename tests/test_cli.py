@@ -163,3 +163,22 @@ def test_eval_per_layer_reports_error_of_each_quantized_tensor(files, tmp_path, 
     assert all(r["snr_db"] > 20 for r in rows)            # int8 keeps every tensor far above the noise
     code, out, _ = run_cli(["eval", tmp_path / "out", "--data", files / "calib.npz", "--per-layer"], capsys)
     assert code == 0 and "SNR dB" in out
+
+
+def test_low_bit_flags_reach_the_quantize_pass(files, tmp_path, capsys):
+    base = ["compile", files / "model.tflite", "--calibration", files / "calib.npz", "--quantize", "int4", "--json"]
+    code, out, err = run_cli(base + ["-o", tmp_path / "a"], capsys)
+    assert code == 0, err
+    q = [p for p in json.loads(out)["passes"] if p["name"] == "quantize"][0]
+    assert q["loss_aware_layers"] > 0
+    code, out, err = run_cli(base + ["-o", tmp_path / "b", "--no-loss-aware", "--scheme", "kmeans",
+                                     "--granularity", "tensor"], capsys)
+    assert code == 0, err
+    q = [p for p in json.loads(out)["passes"] if p["name"] == "quantize"][0]
+    assert q.get("loss_aware_layers", 0) == 0
+    from edgec.frontend.tflite import load_tflite
+    g = load_tflite(str(tmp_path / "b" / "model.tflite"))
+    w = [g.tensors[op.inputs[1]] for op in g.ops if op.type == "CONV_2D"]
+    assert all(t.quant.scale.size == 1 and len(np.unique(t.data)) <= 16 for t in w)
+    code, _, err = run_cli(["compile", files / "model.tflite", "-o", tmp_path / "c", "--scheme", "pow2"], capsys)
+    assert code == 2 and "nothing is quantized" in err

@@ -30,18 +30,42 @@ def _data(d, what: str) -> Dataset | None:
     return load_npz(os.fspath(d)) if isinstance(d, (str, os.PathLike)) else dataset_from(d, what)
 
 
+def quantize_options(scheme: str | None = None, granularity: str | None = None, rounding: str | None = None,
+                     loss_aware: bool | None = None, calibration_method: str | None = None,
+                     io: str | None = None) -> dict:
+    """The CLI's quantization flags as options of the quantize pass (None: the recipe's choice)."""
+    opts: dict = {}
+    if scheme is not None:
+        opts["weight_scheme"] = scheme
+    if granularity is not None:
+        if granularity not in ("tensor", "channel"):
+            raise EdgecError(f"granularity {granularity!r} is not supported; choose tensor or channel "
+                             f"(per-group scales need group-aware kernels, not built yet)")
+        opts["per_channel"] = granularity == "channel"
+    if rounding is not None:
+        opts["rounding"] = rounding
+    if loss_aware is not None:
+        opts["loss_aware"] = opts["bias_correction"] = loss_aware
+    if calibration_method is not None:
+        opts["calibration"] = calibration_method
+    if io is not None:
+        opts["io"] = io
+    return opts
+
+
 def recipe_steps(recipe: str | None = None, quantize: str | None = None, calibration_method: str | None = None,
-                 io: str | None = None):
+                 io: str | None = None, options: dict | None = None):
     from .passes import Step, load_recipe
     if recipe and quantize:
         raise EdgecError("give either a recipe or --quantize, not both")
     steps = load_recipe(recipe or quantize or "float")
+    extra = {**quantize_options(calibration_method=calibration_method, io=io), **(options or {})}
+    if extra and not any(s.name == "quantize" for s in steps):
+        raise EdgecError(f"quantization options given ({', '.join(sorted(extra))}) but nothing is quantized; "
+                         f"add --quantize")
     for s in steps:
         if s.name == "quantize":
-            if calibration_method:
-                s.options["calibration"] = calibration_method
-            if io:
-                s.options["io"] = io
+            s.options.update(extra)
     return [Step(s.name, dict(s.options), dict(s.overrides)) for s in steps]
 
 
@@ -49,7 +73,8 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
             calibration=None, calibration_method: str | None = None, eval_data=None, io: str | None = None,
             emit=("tflite",), target: str | None = None, unsafe: bool = False, debug: bool = False,
             progress=None, max_flash: int | None = None, max_ram: int | None = None,
-            max_latency_ms: float | None = None, kernels: tuple[str, ...] | None = None) -> dict:
+            max_latency_ms: float | None = None, kernels: tuple[str, ...] | None = None,
+            quantize_opts: dict | None = None) -> dict:
     """Compile `model` into the directory `out` (written atomically) and return its report.
     Budgets (and the target's memories) are checked on what compiling knows: the weights must fit
     the flash and the arena the RAM (`edgec profile` checks the linked firmware); over one, the
@@ -67,7 +92,7 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
     if target is not None:
         from .targets import load_target
         tgt = load_target(target)
-    steps = recipe_steps(recipe, quantize, calibration_method, io)
+    steps = recipe_steps(recipe, quantize, calibration_method, io, quantize_opts)
     pipeline = Pipeline(steps)
     calib, evald = _data(calibration, "calibration"), _data(eval_data, "eval data")
     loaded = load(model, unsafe)

@@ -9,7 +9,7 @@ import click
 
 from .errors import EdgecError
 
-QUANTIZE = ("int8", "int16x8", "float16")
+QUANTIZE = ("int8", "int16x8", "float16", "int4", "int3", "int2", "ternary", "binary")
 
 
 def _console(stderr: bool = False):
@@ -88,6 +88,11 @@ def inspect(model, as_json, unsafe):
 @click.option("--calibration", type=click.Path(), help="Calibration data (.npz with x, optional y).")
 @click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "mse"]),
               help="How activation ranges are chosen (default minmax).")
+@click.option("--scheme", type=click.Choice(["uniform", "pow2", "kmeans"]), help="Weight levels (default uniform).")
+@click.option("--granularity", help="Weight scales per tensor or per channel (default channel).")
+@click.option("--rounding", type=click.Choice(["nearest", "stochastic"]), help="Weight rounding (default nearest).")
+@click.option("--no-loss-aware", "plain", is_flag=True,
+              help="Plain round-to-nearest: no GPTQ error feedback, no bias correction.")
 @click.option("--eval-data", type=click.Path(), help="Held-out data (.npz with x, y) to measure accuracy.")
 @click.option("--io", type=click.Choice(["int", "float"]), help="Integer (default) or float model inputs/outputs.")
 @click.option("--emit", default="tflite", show_default=True, help="Artifacts to write, comma-separated.")
@@ -97,8 +102,8 @@ def inspect(model, as_json, unsafe):
 @click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the summary.")
 @_budget_options
 @click.pass_context
-def compile(ctx, model, out, quantize, recipe, calibration, calibration_method, eval_data, io, emit, target,
-            kernels, unsafe, as_json, max_flash, max_ram, max_latency):
+def compile(ctx, model, out, quantize, recipe, calibration, calibration_method, scheme, granularity, rounding, plain,
+            eval_data, io, emit, target, kernels, unsafe, as_json, max_flash, max_ram, max_latency):
     """Compile MODEL into OUT (model.tflite, report.json, report.html; c/ with --emit c)."""
     from . import api
     from .profile.report import print_summary
@@ -107,7 +112,9 @@ def compile(ctx, model, out, quantize, recipe, calibration, calibration_method, 
                          calibration_method=calibration_method, eval_data=eval_data, io=io,
                          emit=tuple(e.strip() for e in emit.split(",") if e.strip()), target=target,
                          unsafe=unsafe, debug=ctx.obj["debug"], progress=_progress,
-                         kernels=tuple(k.strip() for k in kernels.split(",")) if kernels else None, **limits)
+                         kernels=tuple(k.strip() for k in kernels.split(",")) if kernels else None,
+                         quantize_opts=api.quantize_options(scheme, granularity, rounding, False if plain else None),
+                         **limits)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
