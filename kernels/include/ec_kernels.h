@@ -8,5 +8,7 @@
 #include "ec_elementwise.h"
 #include "ec_activation.h"
 #include "ec_shape.h"
+#include "ec_opt.h"
+#include "ec_lowbit.h"
 
 #endif /* EC_KERNELS_H */

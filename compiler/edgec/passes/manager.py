@@ -54,6 +54,7 @@ class PassContext:
     options: dict = field(default_factory=dict)       # this pass's options (defaults filled in)
     overrides: list[tuple[re.Pattern, dict]] = field(default_factory=list)
     calibration: list | None = None                   # list of input arrays, each [N, ...]
+    train_data: object | None = None                  # a Dataset with labels for training passes (qat)
     observe: Callable | None = None                   # observe(graph) -> {tensor: TensorStats}
     debug: bool = False
     progress: Callable | None = None                  # progress(label, iterable) -> iterable

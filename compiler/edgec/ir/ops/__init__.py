@@ -65,6 +65,9 @@ class OpDef:
     # the output may share the input's memory (element-wise ops whose kernel reads each element
     # before writing it); "alias" means the output IS the input's bytes (reshapes)
     inplace: str | None = None
+    # TF lowering for training (edgec.train): (op, inputs, attrs) -> output tf.Tensors, the float32
+    # reference on a batch (see ir/ops/_tfutil.py); imports TensorFlow lazily. None: not trainable.
+    tf: Callable | None = None
 
 
 REGISTRY: dict[str, OpDef] = {}

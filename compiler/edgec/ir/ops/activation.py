@@ -745,23 +745,50 @@ def _prelu_c(op: Op, ins, outs, cx):
         "pos_mult": m1, "pos_shift": s1, "neg_mult": m2, "neg_shift": s2}))
 
 
+# -- TF lowerings (edgec.train): the float32 references on a batch --------------------------------
+
+def _act_tf(kind: str):
+    def lower(op: Op, xs, attrs):
+        from ._tfutil import tfm
+        tf = tfm()
+        x = xs[0]
+        if kind == "RELU":
+            return [tf.nn.relu(x)]
+        if kind == "RELU6":
+            return [tf.clip_by_value(x, 0.0, 6.0)]
+        if kind == "LOGISTIC":
+            return [tf.sigmoid(x)]
+        if kind == "TANH":
+            return [tf.tanh(x)]
+        if kind == "HARD_SWISH":
+            return [x * tf.clip_by_value(x + 3.0, 0.0, 6.0) / 6.0]
+        if kind == "SOFTMAX":
+            return [tf.nn.softmax(x * float(np.float32(attrs.get("beta", 1.0))), axis=-1)]
+        if kind == "PRELU":
+            return [tf.where(x >= 0, x, x * xs[1])]
+        if kind == "LEAKY_RELU":
+            return [tf.where(x > 0, x, x * float(np.float32(attrs.get("alpha", 0.0))))]
+        raise NotImplementedError(kind)
+    return lower
+
+
 _I8_I16 = ("int8", "int16")
 _EW = "elementwise"   # every kernel here reads each element before writing the same index
 register(OpDef("RELU", _same_shape, _relu_ref, quant_dtypes=_I8_I16, c=_lut_c("ec_relu", _relu_ref),
-               inplace=_EW))
+               inplace=_EW, tf=_act_tf("RELU")))
 register(OpDef("RELU6", _same_shape, _relu6_ref, out_quant="same", quant_dtypes=_I8_I16,
-               c=_lut_c("ec_relu6", _relu6_ref), inplace=_EW))
+               c=_lut_c("ec_relu6", _relu6_ref), inplace=_EW, tf=_act_tf("RELU6")))
 register(OpDef("LOGISTIC", _same_shape, _logistic_ref, quant_dtypes=_I8_I16,
                out_quant={"int8": (1.0 / 256, -128), "int16": (1.0 / 32768, 0)},
-               c=_lut_c("ec_logistic", _logistic_ref), inplace=_EW))
+               c=_lut_c("ec_logistic", _logistic_ref), inplace=_EW, tf=_act_tf("LOGISTIC")))
 register(OpDef("TANH", _same_shape, _tanh_ref, quant_dtypes=_I8_I16,
                out_quant={"int8": (1.0 / 128, 0), "int16": (1.0 / 32768, 0)},
-               c=_lut_c("ec_tanh", _tanh_ref), inplace=_EW))
+               c=_lut_c("ec_tanh", _tanh_ref), inplace=_EW, tf=_act_tf("TANH")))
 register(OpDef("HARD_SWISH", _same_shape, _hard_swish_ref, options="HardSwishOptions",
-               c=_lut_c("ec_hard_swish", _hard_swish_ref), inplace=_EW))
+               c=_lut_c("ec_hard_swish", _hard_swish_ref), inplace=_EW, tf=_act_tf("HARD_SWISH")))
 register(OpDef("SOFTMAX", _same_shape, _softmax_ref, options="SoftmaxOptions", quant_dtypes=_I8_I16,
                out_quant={"int8": (1.0 / 256, -128), "int16": (1.0 / 32768, 0)}, c=_softmax_c,
-               inplace=_EW))
-register(OpDef("PRELU", _prelu_shape, _prelu_ref, weights={1: None}, c=_prelu_c, inplace=_EW))
+               inplace=_EW, tf=_act_tf("SOFTMAX")))
+register(OpDef("PRELU", _prelu_shape, _prelu_ref, weights={1: None}, c=_prelu_c, inplace=_EW, tf=_act_tf("PRELU")))
 register(OpDef("LEAKY_RELU", _same_shape, _leaky_relu_ref, options="LeakyReluOptions",
-               quant_dtypes=_I8_I16, c=_lut_c("ec_leaky_relu", _leaky_relu_ref), inplace=_EW))
+               quant_dtypes=_I8_I16, c=_lut_c("ec_leaky_relu", _leaky_relu_ref), inplace=_EW, tf=_act_tf("LEAKY_RELU")))

@@ -147,6 +147,12 @@ def _tensor(ins, k):
 C_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 
 
+def _packed(t: Tensor) -> bool:
+    """Whether the C backend stores weight `t` packed (low-bit: backends/c/pack_weights.py)."""
+    from ...backends.c.pack_weights import is_lowbit
+    return is_lowbit(t)
+
+
 def _c_scratch(cx, kernel: str, fields: dict) -> int:
     """Scratch bytes the target's variant of `kernel` needs (backends/c/scratch.py; ref: none)."""
     try:
@@ -154,6 +160,95 @@ def _c_scratch(cx, kernel: str, fields: dict) -> int:
     except ImportError:     # no optimized variant sizes known
         return 0
     return scratch_bytes(kernel, cx.variant(kernel), fields)
+
+
+# kernels/opt/ (ec_opt.h): weights (and some biases) re-laid out at compile time so that the kernels'
+# inner loops are fixed-shape loops the C compiler vectorizes:
+#   int8 CONV_2D / FULLY_CONNECTED   int16 [ceil4(out)][ceil16(K)] rows (K = kh * kw * in_c or in_features),
+#                                    zero padded; biases as for ref
+#   int8 DEPTHWISE_CONV_2D           per multiplier, channel blocks [block][kh][kw][width] (16 wide; a last
+#                                    block of <= 8 channels is 8 wide), zero padded; bias folds in the
+#                                    input zero point: bias - in_zp * sum(w), padded, never NULL
+#   float32 (all three)              [block][K][width] blocks of output channels (depthwise: per
+#                                    multiplier, over the input channels); bias padded or NULL
+
+OPT_BLOCK = 16
+
+
+def opt_blocks(n: int) -> list[tuple[int, int]]:
+    """(first channel, width) of the opt kernels' channel blocks over n channels (ec_opt_block_width)."""
+    blocks, s = [], 0
+    while s < n:
+        w = OPT_BLOCK if n - s > 8 else 8
+        blocks.append((s, w))
+        s += w
+    return blocks
+
+
+def opt_pack(mat: np.ndarray) -> np.ndarray:
+    """[channels, K] -> the flat [block][K][width] layout, padded channels zero."""
+    n, k = mat.shape
+    parts = []
+    for s, w in opt_blocks(n):
+        blk = np.zeros((w, k), mat.dtype)
+        blk[:min(w, n - s)] = mat[s:s + w]
+        parts.append(blk.T.reshape(-1))
+    return np.concatenate(parts) if parts else np.zeros(0, mat.dtype)
+
+
+def opt_pad(v: np.ndarray) -> np.ndarray:
+    """A per-channel vector padded with zeros to the opt blocks' total width."""
+    width = sum(w for _, w in opt_blocks(len(v)))
+    return np.concatenate([v, np.zeros(width - len(v), v.dtype)])
+
+
+def opt_rows_s16(mat: np.ndarray) -> np.ndarray:
+    """int8 [out, K] -> int16 [ceil4(out)][ceil16(K)], zero padded (the int8 conv / FC dot-product rows)."""
+    o, k = mat.shape
+    rows = np.zeros(((o + 3) // 4 * 4, (k + 15) // 16 * 16), np.int16)
+    rows[:o, :k] = mat
+    return rows.reshape(-1)
+
+
+def _opt_folded_bias(bias: np.ndarray | None, wsum: np.ndarray, in_zp: int) -> np.ndarray:
+    """bias - in_zp * sum(w) per channel, modulo 2^32 like the kernels' accumulator."""
+    b = np.zeros(len(wsum), np.int64) if bias is None else bias.astype(np.int64)
+    return _wrap32(b - np.int64(in_zp) * wsum.astype(np.int64)).astype(np.int32)
+
+
+def _opt_const(op: Op, t: Tensor, what: str) -> np.ndarray:
+    if not t.is_const:
+        raise EdgecError(f"{op.type} {op.name}: the opt kernels (kernels/opt/) need constant {what}; "
+                         f"compile for a target without the opt variant")
+    return np.asarray(t.data)
+
+
+def _opt_args(op: Op, cx, suffix: str, ft: Tensor, bt: Tensor | None, bias_name: str | None, in_zp: int,
+              depth_mult: int = 0) -> tuple[str, str]:
+    """(weights, bias) C expressions of an opt kernel call: conv (depth_mult 0: filter OHWI) or fully
+    connected ([out, in]), or depthwise (filter [1, kh, kw, in_c * depth_mult])."""
+    f = _opt_const(op, ft, "weights")
+    if suffix == "s8" and not depth_mult:
+        w = cx.array(op.name + "_opt_w", opt_rows_s16(f.reshape(f.shape[0], -1)), "int16_t")
+        return f"(const int8_t *){w}", cx.ptr(bias_name)
+    b = None if bt is None else _opt_const(op, bt, "biases")
+    if depth_mult:   # per multiplier m: [in_c, kh * kw] blocks over the input channels
+        oc = f.shape[3]
+        mats = [f[0].reshape(-1, oc)[:, m::depth_mult].T for m in range(depth_mult)]
+        bs = [None if b is None else b[m::depth_mult] for m in range(depth_mult)]
+    else:
+        mats, bs = [f.reshape(f.shape[0], -1)], [b]
+    w = np.concatenate([opt_pack(m) for m in mats])
+    if suffix == "s8":
+        bias = np.concatenate([opt_pad(_opt_folded_bias(bb, m.astype(np.int64).sum(axis=1), in_zp))
+                               for m, bb in zip(mats, bs)])
+        ctypes = ("int8_t", "int32_t")
+    else:
+        bias = None if b is None else np.concatenate([opt_pad(bb.astype(np.float32)) for bb in bs])
+        ctypes = ("float", "float")
+    wsym = cx.array(op.name + "_opt_w", w, ctypes[0])
+    bsym = "NULL" if bias is None else cx.array(op.name + "_opt_bias", bias, ctypes[1])
+    return wsym, bsym
 
 
 def _c_check(op: Op, it: Tensor, ft: Tensor, bt: Tensor | None, ot: Tensor) -> tuple[str, str]:
@@ -192,6 +287,13 @@ def _conv_family_c(op: Op, cx, kernel: str, it: Tensor, ft: Tensor, bt: Tensor |
         fields.update(in_zp=_zp(it), out_zp=_zp(ot), act_min=lo, act_max=hi,
                       mult=cx.array(op.name + "_mult", mult, "int32_t"),
                       shift=cx.array(op.name + "_shift", shift, "int32_t"))
+    from ...backends.c.pack_weights import conv_lowbit_call, is_lowbit
+    if (suffix == "s8" and groups == 1 and kernel in ("ec_conv2d", "ec_depthwise_conv2d")
+            and is_lowbit(ft)):   # packed sub-byte / codebook weights: kernels/include/ec_lowbit.h
+        lname, largs, lparams, lscratch = conv_lowbit_call(
+            op, cx, kernel, ft, [cx.ptr(in_name), None, cx.ptr(bias_name), cx.ptr(op.outputs[0]),
+                                 cx.scratch_expr], fields, _c_scratch)
+        return CCall(lname, largs, lparams, scratch=lscratch)
     name, struct = f"{kernel}_{suffix}", f"ec_conv_{suffix}_params_t"
     if groups > 1:   # a kernel of its own, so that optimized ec_conv2d_* variants need not handle groups
         name, struct = f"ec_conv2d_grouped_{suffix}", f"ec_conv_grouped_{suffix}_params_t"
@@ -199,6 +301,11 @@ def _conv_family_c(op: Op, cx, kernel: str, it: Tensor, ft: Tensor, bt: Tensor |
         fields = {**{f"conv.{k}": v for k, v in fields.items()}, "groups": groups}
     else:
         scratch = _c_scratch(cx, name, fields)
+    if groups == 1 and cx.variant(name) == "opt":   # weights re-laid out for kernels/opt/ (ec_opt.h)
+        wsym, bsym = _opt_args(op, cx, suffix, ft, bt, bias_name, fields.get("in_zp", 0),
+                               depth_mult if kernel == "ec_depthwise_conv2d" else 0)
+        args = [cx.ptr(in_name), wsym, bsym, cx.ptr(op.outputs[0]), cx.scratch_expr]
+        return CCall(name, args, (struct, fields), scratch=scratch)
     args = [cx.ptr(in_name), cx.ptr(op.inputs[1]), cx.ptr(bias_name), cx.ptr(op.outputs[0]), cx.scratch_expr]
     return CCall(name, args, (struct, fields), scratch=scratch)
 
@@ -283,9 +390,32 @@ def _conv_c(op, ins, outs, cx):
                           _tensor(op.inputs, 2))
 
 
+def _conv_tf(op, xs, attrs):
+    """TF lowering (edgec.train): explicit padding exactly as `windows` pads; groups split."""
+    from ._tfutil import act, fake, tfm
+    tf = tfm()
+    x, f, b = xs[0], xs[1], _bias(xs, 2)
+    it = fake(xs)[0]
+    kh, kw, sh, sw, dh, dw, ph, pw, oh, ow = _conv_geometry(op, it.shape, tuple(f.shape))
+    _, h, w, c = it.shape
+    ci = int(f.shape[3])
+    pads = [[0, 0], [ph, max(0, (oh - 1) * sh + (kh - 1) * dh + 1 - ph - h)],
+            [pw, max(0, (ow - 1) * sw + (kw - 1) * dw + 1 - pw - w)], [0, 0]]
+    groups = c // ci
+    fk = tf.transpose(f, (1, 2, 3, 0))                     # [O, KH, KW, I] -> [KH, KW, I, O]
+    xg = tf.split(x, groups, axis=3) if groups > 1 else [x]
+    fg = tf.split(fk, groups, axis=3) if groups > 1 else [fk]
+    ys = [tf.nn.conv2d(a, k, strides=[1, sh, sw, 1], padding=pads, dilations=[1, dh, dw, 1])
+          for a, k in zip(xg, fg)]
+    y = (ys[0] if groups == 1 else tf.concat(ys, axis=3))[:, :oh, :ow, :]
+    if b is not None:
+        y = y + b
+    return [act(y, attrs["fused_activation_function"])]
+
+
 register(OpDef(
     "CONV_2D", _conv_shape, _conv_ref, options="Conv2DOptions", macs=_conv_macs,
-    weights={1: 0}, bias=2, out_quant="calibrate", quant_dtypes=("int8", "int16"), c=_conv_c))
+    weights={1: 0}, bias=2, out_quant="calibrate", quant_dtypes=("int8", "int16"), c=_conv_c, tf=_conv_tf))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -350,9 +480,32 @@ def _dw_c(op, ins, outs, cx):
                           _tensor(op.inputs, 2))
 
 
+def _dw_tf(op, xs, attrs):
+    """TF lowering: IR filter [1, KH, KW, C*M] (channel c*M + j reads input c) is TF's [KH, KW, C, M]."""
+    from ._tfutil import act, fake, tfm
+    tf = tfm()
+    x, f, b = xs[0], xs[1], _bias(xs, 2)
+    it = fake(xs)[0]
+    kh, kw, sh, sw, dh, dw, ph, pw, oh, ow = _conv_geometry(op, it.shape, tuple(f.shape))
+    _, h, w, c = it.shape
+    m = int(f.shape[3]) // c
+    pads = [[0, 0], [ph, max(0, (oh - 1) * sh + (kh - 1) * dh + 1 - ph - h)],
+            [pw, max(0, (ow - 1) * sw + (kw - 1) * dw + 1 - pw - w)], [0, 0]]
+    if dh > 1 or dw > 1:   # TF's depthwise takes no strides with dilation: pad, then dilate explicitly
+        x = tf.pad(x, pads)
+        y = tf.nn.depthwise_conv2d(x, tf.reshape(f[0], (kh, kw, c, m)), [1, 1, 1, 1], "VALID",
+                                   dilations=[dh, dw])[:, ::sh, ::sw, :]
+    else:
+        y = tf.nn.depthwise_conv2d(tf.pad(x, pads), tf.reshape(f[0], (kh, kw, c, m)), [1, sh, sw, 1], "VALID")
+    y = y[:, :oh, :ow, :]
+    if b is not None:
+        y = y + b
+    return [act(y, attrs["fused_activation_function"])]
+
+
 register(OpDef(
     "DEPTHWISE_CONV_2D", _dw_shape, _dw_ref, options="DepthwiseConv2DOptions", macs=_dw_macs,
-    weights={1: 3}, bias=2, out_quant="calibrate", quant_dtypes=("int8", "int16"), c=_dw_c))
+    weights={1: 3}, bias=2, out_quant="calibrate", quant_dtypes=("int8", "int16"), c=_dw_c, tf=_dw_tf))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -410,14 +563,19 @@ def _fc_c(op, ins, outs, cx):
     if act not in C_ACTIVATIONS:
         raise EdgecError(f"FULLY_CONNECTED {op.name}: the C backend has no fused {act} activation")
     dims = {"batches": it.size // i, "in_features": i, "out_features": o}
-    args = [cx.ptr(op.inputs[0]), cx.ptr(op.inputs[1]), cx.ptr(_tensor(op.inputs, 2)), cx.ptr(op.outputs[0]),
-            cx.scratch_expr]
+    kernel = "ec_fully_connected_f32" if it.dtype == "float32" else "ec_fully_connected_s8"
+    opt = cx.variant(kernel) == "opt"   # weights re-laid out for kernels/opt/ (ec_opt.h), added below
+    args = [cx.ptr(op.inputs[0]), None, None, cx.ptr(op.outputs[0]), cx.scratch_expr] if opt or _packed(wt) else \
+        [cx.ptr(op.inputs[0]), cx.ptr(op.inputs[1]), cx.ptr(_tensor(op.inputs, 2)), cx.ptr(op.outputs[0]),
+         cx.scratch_expr]
     if it.dtype == "float32":
         if wt.dtype != "float32" or ot.dtype != "float32" or (bt is not None and bt.dtype != "float32"):
             raise EdgecError(f"FULLY_CONNECTED {op.name}: the C backend runs float32 with float32 weights, "
                              f"not {wt.dtype} (hybrid) weights")
         lo, hi = activation_range(act, "float32")
         fields = {**dims, "act_min": lo, "act_max": hi}
+        if opt:
+            args[1:3] = _opt_args(op, cx, "f32", wt, bt, _tensor(op.inputs, 2), 0)
         return CCall("ec_fully_connected_f32", args, ("ec_fc_f32_params_t", fields),
                      scratch=_c_scratch(cx, "ec_fully_connected_f32", fields))
     if (it.dtype != "int8" or wt.dtype != "int8" or ot.dtype != "int8" or (wt.quant.scale.size == 1 and _zp(wt) != 0)
@@ -428,13 +586,36 @@ def _fc_c(op, ins, outs, cx):
     fields = {**dims, "in_zp": _zp(it), "out_zp": _zp(ot), "act_min": lo, "act_max": hi,
               "mult": cx.array(op.name + "_mult", mult, "int32_t"),
               "shift": cx.array(op.name + "_shift", shift, "int32_t")}
+    from ...backends.c.pack_weights import fc_lowbit_call, is_lowbit
+    if is_lowbit(wt):   # packed sub-byte / codebook weights: kernels/include/ec_lowbit.h
+        kernel, largs, lparams, lscratch = fc_lowbit_call(
+            op, cx, wt, [cx.ptr(op.inputs[0]), None, cx.ptr(_tensor(op.inputs, 2)), cx.ptr(op.outputs[0]),
+                         cx.scratch_expr], fields, _c_scratch)
+        return CCall(kernel, largs, lparams, scratch=lscratch)
+    if opt:
+        args[1:3] = _opt_args(op, cx, "s8", wt, bt, _tensor(op.inputs, 2), _zp(it))
     return CCall("ec_fully_connected_s8", args, ("ec_fc_s8_params_t", fields),
                  scratch=_c_scratch(cx, "ec_fully_connected_s8", fields))
 
 
+def _fc_tf(op, xs, attrs):
+    """TF lowering: rows of `i` features; keep_num_dims keeps the leading dims."""
+    from ._tfutil import act, tfm
+    tf = tfm()
+    x, w, b = xs[0], xs[1], _bias(xs, 2)
+    o, i = (int(d) for d in w.shape)
+    y = tf.matmul(tf.reshape(x, (-1, i)), w, transpose_b=True)
+    if b is not None:
+        y = y + b
+    y = act(y, attrs["fused_activation_function"])
+    if attrs.get("keep_num_dims"):
+        y = tf.reshape(y, tf.concat([tf.shape(x)[:-1], [o]], 0))
+    return [y]
+
+
 register(OpDef(
     "FULLY_CONNECTED", _fc_shape, _fc_ref, options="FullyConnectedOptions", macs=_fc_macs,
-    weights={1: None}, bias=2, out_quant="calibrate", quant_dtypes=("int8", "int16"), c=_fc_c))
+    weights={1: None}, bias=2, out_quant="calibrate", quant_dtypes=("int8", "int16"), c=_fc_c, tf=_fc_tf))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -513,7 +694,29 @@ def _tconv_c(op, ins, outs, cx):
                           op.inputs[2], _tensor(op.inputs, 3))
 
 
+def _tconv_tf(op, xs, attrs):
+    """TF lowering: a VALID conv2d_transpose over the full extent, then the reference's crop."""
+    from ._tfutil import act, tfm
+    tf = tfm()
+    out_shape, f, x, b = xs[0], xs[1], xs[2], _bias(xs, 3)
+    a = attrs
+    sh, sw = a["stride_h"], a["stride_w"]
+    _, oh, ow, _ = (int(v) for v in np.asarray(out_shape).reshape(-1))
+    o, kh, kw, _ = (int(d) for d in f.shape)
+    h, w = int(x.shape[1]), int(x.shape[2])
+    ph = pad_before(oh, kh, sh, 1, out_size(a["padding"], oh, kh, sh))
+    pw = pad_before(ow, kw, sw, 1, out_size(a["padding"], ow, kw, sw))
+    vh, vw = (h - 1) * sh + kh, (w - 1) * sw + kw
+    y = tf.nn.conv2d_transpose(x, tf.transpose(f, (1, 2, 0, 3)), tf.stack([tf.shape(x)[0], vh, vw, o]),
+                               [1, sh, sw, 1], "VALID")
+    y = tf.pad(y, [[0, 0], [0, max(vh, ph + oh) - vh], [0, max(vw, pw + ow) - vw], [0, 0]])
+    y = y[:, ph:ph + oh, pw:pw + ow, :]
+    if b is not None:
+        y = y + b
+    return [act(y, a.get("fused_activation_function", "NONE"))]
+
+
 register(OpDef(
     "TRANSPOSE_CONV", _tconv_shape, _tconv_ref, options="TransposeConvOptions", macs=_tconv_macs,
     weights={1: 0}, bias=3, out_quant="calibrate", quant_dtypes=("int8", "int16"),
-    int_operands=(0,), c=_tconv_c))
+    int_operands=(0,), c=_tconv_c, tf=_tconv_tf))

@@ -198,10 +198,20 @@ def _binary_c(kind: str):
     return emit
 
 
+def _binary_tf(kind: str):
+    """TF lowering (edgec.train) of ADD/SUB/MUL with the fused activation."""
+    def lower(op: Op, xs, attrs):
+        from ._tfutil import act
+        a, b = xs[0], xs[1]
+        y = a + b if kind == "add" else a - b if kind == "sub" else a * b
+        return [act(y, attrs.get("fused_activation_function", "NONE"))]
+    return lower
+
+
 # The kernels read both inputs of an element before writing it: the output may take input 0's memory.
 register(OpDef("ADD", _binary_shape, _add_sub_ref(False), options="AddOptions", macs=_out_size,
-               quant_dtypes=("int8", "int16"), c=_binary_c("add"), inplace="elementwise"))
+               quant_dtypes=("int8", "int16"), c=_binary_c("add"), inplace="elementwise", tf=_binary_tf("add")))
 register(OpDef("SUB", _binary_shape, _add_sub_ref(True), options="SubOptions", macs=_out_size,
-               quant_dtypes=("int8", "int16"), c=_binary_c("sub"), inplace="elementwise"))
+               quant_dtypes=("int8", "int16"), c=_binary_c("sub"), inplace="elementwise", tf=_binary_tf("sub")))
 register(OpDef("MUL", _binary_shape, _mul_ref, options="MulOptions", macs=_out_size,
-               quant_dtypes=("int8", "int16"), c=_binary_c("mul"), inplace="elementwise"))
+               quant_dtypes=("int8", "int16"), c=_binary_c("mul"), inplace="elementwise", tf=_binary_tf("mul")))

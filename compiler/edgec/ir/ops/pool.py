@@ -106,11 +106,22 @@ def _pool_c(kind: str):
                      (f"ec_pool_{suffix}_params_t", {**fields, "act_min": lo, "act_max": hi}))
     return emit
 
+def _pool_tf(kind: str):
+    """TF lowering (edgec.train): TF's SAME pools pad like TFLite and average in-image taps only."""
+    def lower(op, xs, attrs):
+        from ._tfutil import act, tfm
+        tf = tfm()
+        a = attrs
+        fn = tf.nn.avg_pool2d if kind == "avg" else tf.nn.max_pool2d
+        y = fn(xs[0], [a["filter_height"], a["filter_width"]], [a["stride_h"], a["stride_w"]], a["padding"])
+        return [act(y, a["fused_activation_function"])]
+    return lower
+
 
 register(OpDef("AVERAGE_POOL_2D", _pool_shape, _avg_ref, options="Pool2DOptions", macs=_pool_macs,
-               out_quant="same", quant_dtypes=("int8", "int16"), c=_pool_c("avgpool")))
+               out_quant="same", quant_dtypes=("int8", "int16"), c=_pool_c("avgpool"), tf=_pool_tf("avg")))
 register(OpDef("MAX_POOL_2D", _pool_shape, _max_ref, options="Pool2DOptions", macs=_pool_macs,
-               out_quant="same", quant_dtypes=("int8", "int16"), c=_pool_c("maxpool")))
+               out_quant="same", quant_dtypes=("int8", "int16"), c=_pool_c("maxpool"), tf=_pool_tf("max")))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -223,6 +234,12 @@ def _mean_c(op, ins, outs, cx):
         **fields, "in_zp": int(it.quant.zero_point[0]), "out_zp": int(ot.quant.zero_point[0]),
         "mult": mult, "shift": shift}))
 
+def _mean_tf(op, xs, attrs):
+    """TF lowering (edgec.train); the axis operand comes as a numpy array."""
+    from ._tfutil import fake, tfm
+    axes = _axes(op, fake(xs))
+    return [tfm().reduce_mean(xs[0], axis=list(axes), keepdims=bool(attrs.get("keep_dims")))]
+
 
 register(OpDef("MEAN", _mean_shape, _mean_ref, options="ReducerOptions", macs=_mean_macs,
-               out_quant="calibrate", quant_dtypes=("int8", "int16"), int_operands=(1,), c=_mean_c))
+               out_quant="calibrate", quant_dtypes=("int8", "int16"), int_operands=(1,), c=_mean_c, tf=_mean_tf))

@@ -122,9 +122,17 @@ def _dequantize_c(op, ins, outs, cx):
     raise EdgecError(f"DEQUANTIZE {op.name}: the C backend runs per-tensor int8 -> float32, not {tin.dtype} "
                      f"(constant float16 weights are folded before code generation)")
 
+def _dequantize_tf(op, xs, attrs):
+    """TF lowering (edgec.train) for float graphs: float16 constants widened to float32."""
+    from ._tfutil import tfm
+    tf = tfm()
+    if xs[0].dtype != tf.float16:
+        raise NotImplementedError("DEQUANTIZE of integer tensors has no float lowering")
+    return [tf.cast(xs[0], tf.float32)]
+
 
 register(OpDef("DEQUANTIZE", _same_shape, _dequantize_ref, options="DequantizeOptions",
-               quant_dtypes=("int8", "int16"), c=_dequantize_c))
+               quant_dtypes=("int8", "int16"), c=_dequantize_c, tf=_dequantize_tf))
 
 
 def _densify_ref(op, xs, ins, outs):
@@ -135,6 +143,10 @@ def _densify_c(op, ins, outs, cx):
     raise EdgecError(f"DENSIFY {op.name}: its input must be constant (the compiler folds it before code "
                      f"generation)")
 
+def _densify_tf(op, xs, attrs):
+    from ._tfutil import tfm
+    return [tfm().identity(xs[0])]
+
 
 register(OpDef("DENSIFY", _same_shape, _densify_ref, options="DensifyOptions", out_quant="same",
-               quant_dtypes=("int8",), c=_densify_c))
+               quant_dtypes=("int8",), c=_densify_c, tf=_densify_tf))

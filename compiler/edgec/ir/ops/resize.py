@@ -160,10 +160,28 @@ def _bilinear_c(op, ins, outs, cx):
     raise EdgecError(f"RESIZE_BILINEAR {op.name}: the C backend runs int8 and float32, not {dtype}")
 
 
+def _bilinear_tf(op, xs, attrs):
+    """TF lowering (edgec.train): the reference's float32 indices and weights, gathered."""
+    from ._tfutil import tfm
+    tf = tfm()
+    oh, ow = (int(v) for v in np.asarray(xs[1]).reshape(-1))
+    align = bool(attrs.get("align_corners", False))
+    half = bool(attrs.get("half_pixel_centers", False))
+    x = xs[0]
+    ih, iw = int(x.shape[1]), int(x.shape[2])
+    sy, y0, y1 = _coords_f32(ih, oh, align, half)
+    sx, x0, x1 = _coords_f32(iw, ow, align, half)
+    dy = (sy - y0.astype(np.float32)).reshape(1, -1, 1, 1)
+    dx = (sx - x0.astype(np.float32)).reshape(1, 1, -1, 1)
+    g = lambda ys, xs_: tf.gather(tf.gather(x, ys.astype(np.int32), axis=1), xs_.astype(np.int32), axis=2)  # noqa: E731
+    a, b, c, d = g(y0, x0), g(y1, x0), g(y0, x1), g(y1, x1)
+    return [a * (1 - dy) * (1 - dx) + b * dy * (1 - dx) + c * (1 - dy) * dx + d * dy * dx]
+
+
 # The int16 reference above matches LiteRT, but TFLite Micro has no int16 bilinear kernel; the
 # quantizer only picks dtypes every runtime runs, so int16x8 models keep this op in float.
 register(OpDef("RESIZE_BILINEAR", _shape, _bilinear_ref, options="ResizeBilinearOptions",
-               out_quant="same", quant_dtypes=("int8",), int_operands=(1,), c=_bilinear_c))
+               out_quant="same", quant_dtypes=("int8",), int_operands=(1,), c=_bilinear_c, tf=_bilinear_tf))
 
 
 # -- nearest neighbour -----------------------------------------------------------------------------
@@ -204,7 +222,18 @@ def _nearest_c(op, ins, outs, cx):
             "y_index": cx.array(op.name + "_y", _nearest_index(ih, oh, align, half), "int32_t"),
             "x_index": cx.array(op.name + "_x", _nearest_index(iw, ow, align, half), "int32_t")}))
 
+def _nearest_tf(op, xs, attrs):
+    from ._tfutil import tfm
+    tf = tfm()
+    oh, ow = (int(v) for v in np.asarray(xs[1]).reshape(-1))
+    align = bool(attrs.get("align_corners", False))
+    half = bool(attrs.get("half_pixel_centers", False))
+    x = xs[0]
+    yi = _nearest_index(int(x.shape[1]), oh, align, half).astype(np.int32)
+    xi = _nearest_index(int(x.shape[2]), ow, align, half).astype(np.int32)
+    return [tf.gather(tf.gather(x, yi, axis=1), xi, axis=2)]
+
 
 register(OpDef("RESIZE_NEAREST_NEIGHBOR", _shape, _nearest_ref,
                options="ResizeNearestNeighborOptions", out_quant="same",
-               quant_dtypes=("int8", "int16"), int_operands=(1,), c=_nearest_c))
+               quant_dtypes=("int8", "int16"), int_operands=(1,), c=_nearest_c, tf=_nearest_tf))

@@ -70,9 +70,15 @@ def _copy_c(op, ins, outs, cx):
     n = outs[0].size * _itemsize(outs[0])
     return CCall("ec_copy", [cx.ptr(op.outputs[0]), cx.ptr(op.inputs[0]), str(n)])
 
+def _reshape_tf(op, xs, attrs):
+    """TF lowering (edgec.train) of RESHAPE and SQUEEZE: the IR output shape with a free batch."""
+    from ._tfutil import batched, fake, tfm
+    shape_fn = _reshape_shape if op.type == "RESHAPE" else _squeeze_shape
+    return [tfm().reshape(xs[0], batched(shape_fn(op, fake(xs))[0]))]
+
 
 register(OpDef("RESHAPE", _reshape_shape, _reshape_ref, options="ReshapeOptions",
-               out_quant="same", quant_dtypes=_Q, int_operands=(1,), c=_copy_c, inplace="alias"))
+               out_quant="same", quant_dtypes=_Q, int_operands=(1,), c=_copy_c, inplace="alias", tf=_reshape_tf))
 
 
 # -- SQUEEZE ---------------------------------------------------------------------------------------
@@ -97,7 +103,7 @@ def _squeeze_ref(op, xs, ins, outs):
 
 
 register(OpDef("SQUEEZE", _squeeze_shape, _squeeze_ref, options="SqueezeOptions",
-               out_quant="same", quant_dtypes=_Q, c=_copy_c, inplace="alias"))
+               out_quant="same", quant_dtypes=_Q, c=_copy_c, inplace="alias", tf=_reshape_tf))
 
 
 # -- CONCATENATION ---------------------------------------------------------------------------------
@@ -171,9 +177,18 @@ def _concat_c(op, ins, outs, cx):
         "outer": outer, "num_inputs": len(names),
         "row_bytes": cx.array(op.name + "_rows", row_bytes, "int32_t")}))
 
+def _concat_tf(op, xs, attrs):
+    from ._tfutil import act, tfm
+    tf = tfm()
+    ts = [x for x in xs if x is not None]
+    n = tf.reduce_max(tf.stack([tf.shape(t)[0] for t in ts]))   # constants (batch 1) follow the batch
+    ts = [tf.broadcast_to(t, tf.concat([[n], tf.shape(t)[1:]], 0)) if t.shape[0] == 1 else t for t in ts]
+    y = tf.concat(ts, axis=_concat_axis(op, len(ts[0].shape)))
+    return [act(y, attrs.get("fused_activation_function", "NONE"))]
+
 
 register(OpDef("CONCATENATION", _concat_shape, _concat_ref, options="ConcatenationOptions",
-               out_quant="same", quant_dtypes=_Q, c=_concat_c))
+               out_quant="same", quant_dtypes=_Q, c=_concat_c, tf=_concat_tf))
 
 
 # -- PAD -------------------------------------------------------------------------------------------
@@ -225,9 +240,13 @@ def _pad_c(op, ins, outs, cx):
         "pad_before": _carr(d[1] for d in dims), "pad_after": _carr(d[2] for d in dims),
         "pad_value": value}))
 
+def _pad_tf(op, xs, attrs):
+    from ._tfutil import fake, tfm
+    return [tfm().pad(xs[0], _paddings(op, fake(xs)).tolist())]
+
 
 register(OpDef("PAD", _pad_shape, _pad_ref, options="PadOptions", out_quant="same",
-               quant_dtypes=_Q, int_operands=(1,), c=_pad_c))
+               quant_dtypes=_Q, int_operands=(1,), c=_pad_c, tf=_pad_tf))
 
 
 # -- STRIDED_SLICE ---------------------------------------------------------------------------------
@@ -363,10 +382,23 @@ def _strided_slice_c(op, ins, outs, cx):
         offset += start * s
     return _strided_copy(op, cx, dims, offset, _itemsize(outs[0]))
 
+def _strided_slice_tf(op, xs, attrs):
+    """TF lowering: the plan's indices gathered axis by axis behind a free batch axis."""
+    from ._tfutil import batched, fake, tfm
+    tf = tfm()
+    eff_shape, axes, out_shape = _strided_slice_plan(op, fake(xs))
+    y = tf.reshape(xs[0], [-1] + list(eff_shape))
+    for k, (start, stop, stride, shrink) in enumerate(axes):
+        idx = np.arange(start, stop) if shrink else np.arange(start, stop, stride)
+        if not (len(idx) == eff_shape[k] and (idx == np.arange(eff_shape[k])).all()):
+            y = tf.gather(y, idx.astype(np.int32), axis=k + 1)
+    return [tf.reshape(y, batched([1] + list(out_shape)) if len(eff_shape) and eff_shape[0] == 1
+                       and axes and len(range(*axes[0][:3])) == 1 and not axes[0][3] else [-1] + list(out_shape))]
+
 
 register(OpDef("STRIDED_SLICE", _strided_slice_shape, _strided_slice_ref,
                options="StridedSliceOptions", out_quant="same", quant_dtypes=_Q,
-               int_operands=(1, 2, 3), c=_strided_slice_c))
+               int_operands=(1, 2, 3), c=_strided_slice_c, tf=_strided_slice_tf))
 
 
 # -- DEPTH_TO_SPACE / SPACE_TO_DEPTH ---------------------------------------------------------------
@@ -426,11 +458,29 @@ def _s2d_c(op, ins, outs, cx):
     dims = [(n * h // b, b * w * c), (w // b, b * c), (b, w * c), (b, c), (c, 1)]
     return _strided_copy(op, cx, dims, 0, _itemsize(outs[0]))
 
+def _d2s_tf(op, xs, attrs):
+    from ._tfutil import tfm
+    tf = tfm()
+    _, h, w, c = (int(d) if d is not None else -1 for d in xs[0].shape)
+    b = _block(op)
+    co = c // (b * b)
+    y = tf.transpose(tf.reshape(xs[0], (-1, h, w, b, b, co)), (0, 1, 3, 2, 4, 5))
+    return [tf.reshape(y, (-1, h * b, w * b, co))]
+
+
+def _s2d_tf(op, xs, attrs):
+    from ._tfutil import tfm
+    tf = tfm()
+    _, h, w, c = (int(d) if d is not None else -1 for d in xs[0].shape)
+    b = _block(op)
+    y = tf.transpose(tf.reshape(xs[0], (-1, h // b, b, w // b, b, c)), (0, 1, 3, 2, 4, 5))
+    return [tf.reshape(y, (-1, h // b, w // b, b * b * c))]
+
 
 register(OpDef("DEPTH_TO_SPACE", _d2s_shape, _d2s_ref, options="DepthToSpaceOptions",
-               out_quant="same", quant_dtypes=("int8",), c=_d2s_c))
+               out_quant="same", quant_dtypes=("int8",), c=_d2s_c, tf=_d2s_tf))
 register(OpDef("SPACE_TO_DEPTH", _s2d_shape, _s2d_ref, options="SpaceToDepthOptions",
-               out_quant="same", quant_dtypes=("int8",), c=_s2d_c))
+               out_quant="same", quant_dtypes=("int8",), c=_s2d_c, tf=_s2d_tf))
 
 
 # -- C emission helpers ----------------------------------------------------------------------------
