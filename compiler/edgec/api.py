@@ -69,12 +69,31 @@ def recipe_steps(recipe: str | None = None, quantize: str | None = None, calibra
     return [Step(s.name, dict(s.options), dict(s.overrides)) for s in steps]
 
 
+def with_qat(steps, epochs: int | None = None):
+    """Insert quantization-aware training before the quantize step, with the same weight format
+    (and per-layer overrides), so training sees exactly what will be stored."""
+    from .passes import PASSES, Step
+    from .passes.manager import _load_passes
+    at = next((k for k, s in enumerate(steps) if s.name == "quantize"), None)
+    if at is None:
+        raise EdgecError("--qat needs a quantizing recipe or --quantize")
+    q = steps[at]
+    _load_passes()
+    keys = set(PASSES["qat"].defaults)
+    opts = {k: v for k, v in q.options.items() if k in keys}
+    if epochs is not None:
+        opts["epochs"] = epochs
+    overrides = {pat: {k: v for k, v in o.items() if k in keys} for pat, o in q.overrides.items()}
+    return steps[:at] + [Step("qat", opts, {p: o for p, o in overrides.items() if o})] + steps[at:]
+
+
 def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recipe: str | None = None,
             calibration=None, calibration_method: str | None = None, eval_data=None, io: str | None = None,
             emit=("tflite",), target: str | None = None, unsafe: bool = False, debug: bool = False,
             progress=None, max_flash: int | None = None, max_ram: int | None = None,
             max_latency_ms: float | None = None, kernels: tuple[str, ...] | None = None,
-            quantize_opts: dict | None = None) -> dict:
+            quantize_opts: dict | None = None, qat: bool = False, train_data=None,
+            epochs: int | None = None) -> dict:
     """Compile `model` into the directory `out` (written atomically) and return its report.
     Budgets (and the target's memories) are checked on what compiling knows: the weights must fit
     the flash and the arena the RAM (`edgec profile` checks the linked firmware); over one, the
@@ -93,11 +112,16 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
         from .targets import load_target
         tgt = load_target(target)
     steps = recipe_steps(recipe, quantize, calibration_method, io, quantize_opts)
+    if qat:
+        steps = with_qat(steps, epochs)
     pipeline = Pipeline(steps)
     calib, evald = _data(calibration, "calibration"), _data(eval_data, "eval data")
+    train = _data(train_data, "train data")
+    if qat and train is None and (calib is None or calib.y is None):
+        raise EdgecError("--qat needs --train-data D.npz (or calibration data with labels y)")
     loaded = load(model, unsafe)
     float_graph = loaded.graph
-    for ds in (calib, evald):
+    for ds in (calib, evald, train):
         if ds is not None:
             check_against(ds, float_graph)
     observe = None
@@ -107,7 +131,7 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
         observe = lambda g: observe_stats(g, [x.astype("float32") for x in samples], progress)  # noqa: E731
 
     g, pass_reports = pipeline.run(float_graph.copy(), calibration=calib, observe=observe, debug=debug,
-                                   progress=progress)
+                                   progress=progress, train_data=train)
     tflite = write_tflite(g)
     files = {"model.tflite": tflite}
     c_project = None

@@ -93,6 +93,9 @@ def inspect(model, as_json, unsafe):
 @click.option("--rounding", type=click.Choice(["nearest", "stochastic"]), help="Weight rounding (default nearest).")
 @click.option("--no-loss-aware", "plain", is_flag=True,
               help="Plain round-to-nearest: no GPTQ error feedback, no bias correction.")
+@click.option("--qat", is_flag=True, help="Quantization-aware training before quantizing (needs --train-data).")
+@click.option("--train-data", type=click.Path(), help="Training data for --qat (.npz with x, y).")
+@click.option("--epochs", type=int, help="Epochs of --qat training (default 3).")
 @click.option("--eval-data", type=click.Path(), help="Held-out data (.npz with x, y) to measure accuracy.")
 @click.option("--io", type=click.Choice(["int", "float"]), help="Integer (default) or float model inputs/outputs.")
 @click.option("--emit", default="tflite", show_default=True, help="Artifacts to write, comma-separated.")
@@ -103,7 +106,7 @@ def inspect(model, as_json, unsafe):
 @_budget_options
 @click.pass_context
 def compile(ctx, model, out, quantize, recipe, calibration, calibration_method, scheme, granularity, rounding, plain,
-            eval_data, io, emit, target, kernels, unsafe, as_json, max_flash, max_ram, max_latency):
+            qat, train_data, epochs, eval_data, io, emit, target, kernels, unsafe, as_json, max_flash, max_ram, max_latency):
     """Compile MODEL into OUT (model.tflite, report.json, report.html; c/ with --emit c)."""
     from . import api
     from .profile.report import print_summary
@@ -114,6 +117,7 @@ def compile(ctx, model, out, quantize, recipe, calibration, calibration_method, 
                          unsafe=unsafe, debug=ctx.obj["debug"], progress=_progress,
                          kernels=tuple(k.strip() for k in kernels.split(",")) if kernels else None,
                          quantize_opts=api.quantize_options(scheme, granularity, rounding, False if plain else None),
+                         qat=qat, train_data=train_data, epochs=epochs,
                          **limits)
     if as_json:
         click.echo(json.dumps(report, indent=2))

@@ -96,13 +96,14 @@ class Pipeline:
         return [s.name for s in self.steps]
 
     def run(self, g: Graph, calibration=None, observe=None, debug: bool = False,
-            progress=None) -> tuple[Graph, list[dict]]:
+            progress=None, train_data=None) -> tuple[Graph, list[dict]]:
         reports = []
         for s in self.steps:
             p = PASSES[s.name]
             ctx = PassContext(options={**p.defaults, **s.options},
                               overrides=[(re.compile(k), v) for k, v in s.overrides.items()],
-                              calibration=calibration, observe=observe, debug=debug, progress=progress)
+                              calibration=calibration, observe=observe, debug=debug, progress=progress,
+                              train_data=train_data)
             before = weight_bytes(g)
             t0 = time.perf_counter()
             g = p.run(g, ctx)

@@ -106,17 +106,22 @@ def _prepare_weights(g: Graph, ctx: PassContext) -> dict:
     if ctx.calibration is not None:
         n = min(len(ctx.calibration), int(ctx.options["ptq_samples"]))
         xs = [np.asarray(x[:n], np.float32) for x in ctx.calibration.xs]
-    done = {"gptq": [], "bias_corrected": []}
+    done = {"gptq": [], "bias_corrected": [], "trained": []}
     for op in list(g.ops):
         d = opreg.get(op.type)
         opts = ctx.op_options(op)
-        if act not in d.quant_dtypes or not _needs_prepare(opts):
+        wt = g.t(op.inputs[1]) if len(op.inputs) > 1 else None
+        if act not in d.quant_dtypes or wt is None or not wt.is_const or wt.dtype != "float32":
+            continue
+        if "qat_scale" in wt.meta:   # trained: store exactly the levels and scales QAT learned
+            name, q = _store_trained(g, op, wt)
+            prepared[name] = (q, wt.meta["qat_axis"])
+            done["trained"].append(op.name)
+            continue
+        if not _needs_prepare(opts):
             continue
         layout = _weight_layout(op, opts, act)
-        if layout is None or len(op.inputs) < 2 or op.inputs[1] is None:
-            continue
-        wt = g.tensors[op.inputs[1]]
-        if not wt.is_const or wt.dtype != "float32":
+        if layout is None:
             continue
         row_axis, per_channel = layout
         scale_mode = opts["weight_scale"] if opts["weight_scale"] != "auto" else \
@@ -153,7 +158,20 @@ def _prepare_weights(g: Graph, ctx: PassContext) -> dict:
         ctx.report["low_bit_weights"] = len(prepared)
         ctx.report["loss_aware_layers"] = len(done["gptq"])
         ctx.report["bias_corrected_layers"] = len(done["bias_corrected"])
+        ctx.report["qat_layers"] = len(done["trained"])
     return prepared
+
+
+def _store_trained(g: Graph, op: Op, wt):
+    """A weight the qat pass trained: its learned scale and the integer levels its fake-quant forward
+    used (meta qat_scale/qat_levels), so the deployed model computes what training saw."""
+    m = wt.meta
+    scale = np.asarray(m["qat_scale"], np.float32).reshape(-1)
+    levels = np.asarray(m["qat_levels"], np.int8)
+    q = qw.QuantizedWeight(levels, scale, None, int(m["qat_bits"]), m["qat_scheme"])
+    new_w = g.const(wt.name + "_qat", q.dequantized(m["qat_axis"]))
+    op.inputs[1] = new_w
+    return new_w, q
 
 
 def _layer_inputs(g: Graph, op: Op, xs: list[np.ndarray]) -> np.ndarray | None:
