@@ -48,7 +48,7 @@ def time_calls(fn, iters: int) -> np.ndarray:
     return us
 
 
-def bench_model(name: str, work: Path, iters: int) -> dict:
+def bench_model(name: str, work: Path, iters: int, target: str = "host") -> dict:
     from edgec import api
     from edgec.data import model_inputs, dataset_from
     from edgec.frontend.tflite import load_tflite
@@ -60,7 +60,8 @@ def bench_model(name: str, work: Path, iters: int) -> dict:
     model, calib_x, test_x, test_y, _ = bench_models.load(name)
     out = work / name
     with quiet():
-        rep = api.compile(model, out, quantize="int8", calibration={"x": calib_x}, emit=("tflite", "c"))
+        rep = api.compile(model, out, quantize="int8", calibration={"x": calib_x}, emit=("tflite", "c"),
+                          target=target)
     tfl = (out / "model.tflite").read_bytes()
     g = load_tflite(str(out / "model.tflite"))
     xs = model_inputs(dataset_from({"x": test_x[:EXACT_SAMPLES]}), g)
@@ -88,7 +89,8 @@ def bench_model(name: str, work: Path, iters: int) -> dict:
     c3_us, c2_us = c3.bench(xs, iters=iters), c2.bench(xs, iters=iters)
     med = lambda a: float(np.median(a))  # noqa: E731
     return {
-        "model": name, "ops": len(g.ops), "macs": rep["totals"]["macs"],
+        "model": name, "target": target, "kernels": sorted(set(rep["c_kernels"].values())),
+        "ops": len(g.ops), "macs": rep["totals"]["macs"],
         "exact_samples": len(xs[0]), "values_differing_from_tflm": differ,
         "arena_bytes": arena, "io_bytes": int(io_bytes), "tflm_head_bytes": tflm["head"],
         "tflm_total_bytes": tflm["total"],
@@ -105,7 +107,8 @@ def write(rows: list[dict], machine: dict, path: Path) -> None:
         f"{machine['date']} · {machine['cpu']} ({machine['cores']} cores) · {machine['platform']} · "
         f"tflite-micro {machine['tflite-micro']} · ai-edge-litert {machine['ai-edge-litert']} · "
         f"edgec {machine['edgec']} @ {machine['commit']}", "",
-        "Produced by `python benchmarks/c_backend.py`. int8 models compiled by edgec (`--emit tflite,c`), "
+        "Produced by `python benchmarks/c_backend.py`. int8 models compiled by edgec (`--emit tflite,c "
+        f"--target {rows[0]['target']}`: kernel variants {', '.join(rows[0]['kernels'])}), "
         "C built for this machine with the host compiler. Latency: median µs per inference over the same "
         "input, one thread; C timed inside C, TFLM and LiteRT (XNNPACK, 1 thread) timed around invoke() "
         "from Python (adds ~1 µs of call overhead). Exactness: C raw outputs vs TFLM on "
@@ -137,12 +140,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(bench_models.MODELS))
     ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--target", default="host", help="target whose kernel variants to use (default host)")
     args = ap.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in [n.strip() for n in args.models.split(",") if n.strip()]:
             print(f"[c_backend] {name} ...", flush=True)
-            rows.append(bench_model(name, Path(tmp), args.iters))
+            rows.append(bench_model(name, Path(tmp), args.iters, args.target))
             print(json.dumps(rows[-1]), flush=True)
     write(rows, machine_info(), HERE / "results")
     print((HERE / "results" / "c_backend.md").read_text())

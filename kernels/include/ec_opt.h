@@ -19,9 +19,12 @@
  *                    w[m][block][k_h][k_w][width] (depthwise); bias NULL or padded likewise. Each output
  *                    sums the same products in the same order as the ref kernel.
  *
- * int8 results equal the ref kernels' (and TFLite Micro's) bit for bit; the int32 sums wrap modulo 2^32
- * exactly like the ref kernels' int32 accumulators. Requantization is ec_requantize's arithmetic
- * rewritten as one 64-bit multiply-add-shift with per-channel constants (ec_opt_requant_t). */
+ * int8 results equal the ref kernels' (and TFLite Micro's) bit for bit: the same int32 sums (wrapping
+ * modulo 2^32 like the ref kernels' accumulators), then ec_requantize's arithmetic rewritten as one
+ * 64-bit multiply-add-shift with per-channel constants (ec_opt_requant_t). int16 weights double the
+ * flash of int8 conv / FC weights: the variant is meant for application cores and hosts (targets list
+ * it after their hand-written SIMD variants). No kernel needs scratch; conv / FC use ~6 KB of stack
+ * (EC_OPT_PATCH int16 + one requantization table), the others < 1 KB. */
 #ifndef EC_OPT_H
 #define EC_OPT_H
 
@@ -48,7 +51,7 @@ EC_INLINE int32_t ec_opt_ceil16(int32_t n) { return (n + 15) & ~15; }
  * a loop for the vectorizer. */
 #if defined(__clang__)
 #define EC_OPT_CHANNEL_LOOP _Pragma("clang loop vectorize(enable) unroll(disable)")
-#elif defined(__GNUC__)
+#elif defined(__GNUC__) && __GNUC__ >= 8
 #define EC_OPT_CHANNEL_LOOP _Pragma("GCC unroll 1")
 #else
 #define EC_OPT_CHANNEL_LOOP
@@ -116,13 +119,14 @@ EC_INLINE void ec_opt_dot4_s16(const int16_t *x, const int16_t *w, size_t stride
  *   SaturatingRoundingDoublingHighMul(a, mult) = floor(v / 2^31) unless a == mult == INT32_MIN,
  *   RoundingDivideByPOT(r, e) = floor((r + 2^(e-1) - (r < 0)) / 2^e) for e > 0 (r for e = 0),
  *   floor((floor(v / 2^31) + c) / 2^e) = floor((v + c * 2^31) / 2^(31 + e)), and r < 0 <=> v < 0,
- * so out = (v + add + (v < 0 ? sub : 0)) >> (31 + e), the select written as a mask (v >> 63) so that it
- * compiles without a (data-dependent, unpredictable) branch. A channel with an INT32_MIN multiplier (never
+ * so out = (v + add - (v < 0 ? sub : 0)) >> (31 + e), the select written as bit arithmetic on v's sign
+ * ((v >> 32) & sub, sub = 2^31 or 0) so that neither compiler turns it into a data-dependent branch. A channel with an INT32_MIN multiplier (never
  * produced by QuantizeMultiplier for a positive scale) sends its whole table to ec_requantize. */
 #define EC_OPT_RQ 64   /* channels per table */
 
 typedef struct {
-    int64_t add[EC_OPT_RQ], sub[EC_OPT_RQ];   /* 2^(30+e) and -2^31 for e > 0, else 0 */
+    int64_t add[EC_OPT_RQ];                /* 2^(30+e) for e > 0, else 0 */
+    uint64_t sub[EC_OPT_RQ];               /* 2^31 for e > 0, else 0 */
     int32_t mult[EC_OPT_RQ], left[EC_OPT_RQ], right[EC_OPT_RQ];
     int32_t general;                       /* 1: use ec_requantize on mult_src / shift_src */
     const int32_t *mult_src, *shift_src;
@@ -144,9 +148,17 @@ EC_INLINE void ec_opt_requant_init(ec_opt_requant_t *q, const int32_t *mult, con
         q->left[j] = shift[k] > 0 ? shift[k] : 0;
         q->right[j] = 31 + e;
         q->add[j] = half;
-        q->sub[j] = e > 0 ? -((int64_t)1 << 31) : 0;
+        q->sub[j] = e > 0 ? (uint64_t)1 << 31 : 0;
         if (mult[k] == INT32_MIN) q->general = 1;
     }
+}
+
+/* ec_requantize(x, mult[j], shift[j]) through channel j's constants (tables without INT32_MIN). */
+EC_INLINE int32_t ec_opt_requant1(const ec_opt_requant_t *q, int32_t j, int32_t x) {
+    const int32_t a = (int32_t)((uint32_t)x << q->left[j]);
+    int64_t v = (int64_t)a * (int64_t)q->mult[j] + ((int64_t)1 << 30);
+    v += q->add[j] - (int64_t)(((uint64_t)v >> 32) & q->sub[j]);
+    return (int32_t)(v >> q->right[j]);
 }
 
 /* out[j * stride] = clamp(out_zp + requant(acc[j])), j < n. */
@@ -160,14 +172,12 @@ EC_INLINE void ec_opt_requant_s8(const ec_opt_requant_t *q, const int32_t *acc, 
         }
         return;
     }
-    for (int32_t j = 0; j < n; j++) {
-        const int32_t a = (int32_t)((uint32_t)acc[j] << q->left[j]);
-        int64_t v = (int64_t)a * (int64_t)q->mult[j] + ((int64_t)1 << 30);
-        v += q->add[j] + (q->sub[j] & (v >> 63));
-        const int32_t y = (int32_t)(v >> q->right[j]) + out_zp;
-        /* max then min (act_min <= act_max): two MAX/MIN_EXPRs, cmov rather than a data-dependent branch */
-        out[(size_t)j * stride] = (int8_t)ec_min_i32(ec_max_i32(y, act_min), act_max);
-    }
+    /* The clamp in a loop of its own: vectorized (compare / select) where the compilers vectorize it, and
+     * max-then-min (act_min <= act_max) as MAX/MIN_EXPRs otherwise -- never a data-dependent branch,
+     * which ReLU outputs (half of them clamped) would mispredict. */
+    int32_t y[EC_OPT_RQ];
+    for (int32_t j = 0; j < n; j++) y[j] = ec_opt_requant1(q, j, acc[j]) + out_zp;
+    for (int32_t j = 0; j < n; j++) out[(size_t)j * stride] = (int8_t)ec_min_i32(ec_max_i32(y[j], act_min), act_max);
 }
 
 #endif /* EC_OPT_H */

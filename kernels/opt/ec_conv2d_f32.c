@@ -52,13 +52,13 @@ void ec_conv2d_f32(const ec_conv_f32_params_t *p, const float *in, const float *
     (void)scratch;
     const int32_t out_c = p->out_c, full = out_c / EC_OPT_BLOCK * EC_OPT_BLOCK;
     const size_t taps = (size_t)p->k_h * (size_t)p->k_w * (size_t)p->in_c;
-    int32_t oc = 0;
-    for (; oc < full; oc += EC_OPT_BLOCK)
-        ec_conv_block_f32(p, in, w + (size_t)oc * taps, bias ? bias + oc : NULL, EC_OPT_BLOCK, out + oc, EC_OPT_BLOCK);
-    if (oc < out_c) {
-        if (ec_opt_block_width(out_c, oc) == 8)
-            ec_conv_block_f32(p, in, w + (size_t)oc * taps, bias ? bias + oc : NULL, out_c - oc, out + oc, 8);
+    for (int32_t oc = 0; oc < out_c; oc += EC_OPT_BLOCK) {
+        const float *wb = w + (size_t)oc * taps, *bb = bias ? bias + oc : NULL;
+        if (oc < full)
+            ec_conv_block_f32(p, in, wb, bb, EC_OPT_BLOCK, out + oc, EC_OPT_BLOCK);
+        else if (ec_opt_block_width(out_c, oc) == 8)
+            ec_conv_block_f32(p, in, wb, bb, out_c - oc, out + oc, 8);
         else
-            ec_conv_block_f32(p, in, w + (size_t)oc * taps, bias ? bias + oc : NULL, out_c - oc, out + oc, EC_OPT_BLOCK);
+            ec_conv_block_f32(p, in, wb, bb, out_c - oc, out + oc, EC_OPT_BLOCK);
     }
 }

@@ -8,8 +8,11 @@
  * 8), w[m][block][k_h][k_w][width] zero padded; bias[m * in_c_pad + ic] = bias - in_zp * sum(w) of
  * output channel ic * depth_mult + m (never NULL). Per output pixel, multiplier and block:
  * acc[j] = bias[j] + sum over the taps of x[ic0 + j] * w[tap][j], the innermost loop over the block's
- * contiguous channels; taps in the padding use x = in_zp (cancelling the fold), a partial last block
- * reads its input through a zero-filled copy. Then per-channel requantization. No scratch. */
+ * contiguous channels, raw int8 inputs (gcc: 16-bit products, PMULLW); taps in the padding use x = in_zp
+ * (cancelling the fold), a partial last block reads its input through a zero-filled copy; pixels whose
+ * window lies inside the image take a path without per-tap tests. Then per-channel requantization
+ * (constants prepared once per block). Sums wrap modulo 2^32 (uint32_t), like the ref kernel's int32
+ * accumulator. No scratch. */
 
 /* One multiplier, one block of W (16 or 8, a constant after inlining) input channels starting at ic0, n of
  * them valid, over all output pixels; mult, shift and out point at output channel ic0 * depth_mult + m. */
@@ -42,22 +45,24 @@ EC_INLINE void ec_dw_block(const ec_conv_s8_params_t *p, const int8_t *in, const
                         for (int32_t j = 0; j < W; j++) acc[j] += (uint32_t)(x[j] * wt[j]);
                     }
                 }
-            } else for (int32_t ky = 0; ky < p->k_h; ky++) {
-                const int32_t iy = iy0 + ky * p->dil_h;
-                for (int32_t kx = 0; kx < p->k_w; kx++, wt += W) {
-                    if (ky >= ky_lo && ky < ky_hi && kx >= kx_lo && kx < kx_hi) {
-                        const int32_t ix = ix0 + kx * p->dil_w;
-                        const int8_t *x = in + ((size_t)iy * (size_t)p->in_w + (size_t)ix) * (size_t)p->in_c
-                                          + (size_t)ic0;
-                        if (n < W) {   /* partial block: do not read past the pixel's channels */
-                            for (int32_t j = 0; j < n; j++) xb[j] = x[j];
-                            x = xb;
+            } else {
+                for (int32_t ky = 0; ky < p->k_h; ky++) {
+                    const int32_t iy = iy0 + ky * p->dil_h;
+                    for (int32_t kx = 0; kx < p->k_w; kx++, wt += W) {
+                        if (ky >= ky_lo && ky < ky_hi && kx >= kx_lo && kx < kx_hi) {
+                            const int32_t ix = ix0 + kx * p->dil_w;
+                            const int8_t *x = in + ((size_t)iy * (size_t)p->in_w + (size_t)ix) * (size_t)p->in_c
+                                              + (size_t)ic0;
+                            if (n < W) {   /* partial block: do not read past the pixel's channels */
+                                for (int32_t j = 0; j < n; j++) xb[j] = x[j];
+                                x = xb;
+                            }
+                            EC_OPT_CHANNEL_LOOP
+                            for (int32_t j = 0; j < W; j++) acc[j] += (uint32_t)(x[j] * wt[j]);
+                        } else {   /* a tap in the padding: x = in_zp */
+                            EC_OPT_CHANNEL_LOOP
+                            for (int32_t j = 0; j < W; j++) acc[j] += (uint32_t)(zp * wt[j]);
                         }
-                        EC_OPT_CHANNEL_LOOP
-                        for (int32_t j = 0; j < W; j++) acc[j] += (uint32_t)(x[j] * wt[j]);
-                    } else {   /* a tap in the padding: x = in_zp */
-                        EC_OPT_CHANNEL_LOOP
-                        for (int32_t j = 0; j < W; j++) acc[j] += (uint32_t)(zp * wt[j]);
                     }
                 }
             }
@@ -76,20 +81,15 @@ void ec_depthwise_conv2d_s8(const ec_conv_s8_params_t *p, const int8_t *in, cons
     for (int32_t m = 0; m < dm; m++) {
         const int8_t *wm = w + (size_t)m * (size_t)in_c_pad * taps;
         const int32_t *bm = bias + (size_t)m * (size_t)in_c_pad;
-        int32_t ic = 0;
-        for (; ic < full; ic += EC_OPT_BLOCK) {
+        for (int32_t ic = 0; ic < in_c; ic += EC_OPT_BLOCK) {
             const size_t oc = (size_t)ic * (size_t)dm + (size_t)m;
-            ec_dw_block(p, in, wm + (size_t)ic * taps, bm + ic, p->mult + oc, p->shift + oc, ic, EC_OPT_BLOCK,
-                        out + oc, EC_OPT_BLOCK);
-        }
-        if (ic < in_c) {
-            const size_t oc = (size_t)ic * (size_t)dm + (size_t)m;
-            if (ec_opt_block_width(in_c, ic) == 8)
-                ec_dw_block(p, in, wm + (size_t)ic * taps, bm + ic, p->mult + oc, p->shift + oc, ic, in_c - ic,
-                            out + oc, 8);
+            const int8_t *wb = wm + (size_t)ic * taps;
+            if (ic < full)
+                ec_dw_block(p, in, wb, bm + ic, p->mult + oc, p->shift + oc, ic, EC_OPT_BLOCK, out + oc, EC_OPT_BLOCK);
+            else if (ec_opt_block_width(in_c, ic) == 8)
+                ec_dw_block(p, in, wb, bm + ic, p->mult + oc, p->shift + oc, ic, in_c - ic, out + oc, 8);
             else
-                ec_dw_block(p, in, wm + (size_t)ic * taps, bm + ic, p->mult + oc, p->shift + oc, ic, in_c - ic,
-                            out + oc, EC_OPT_BLOCK);
+                ec_dw_block(p, in, wb, bm + ic, p->mult + oc, p->shift + oc, ic, in_c - ic, out + oc, EC_OPT_BLOCK);
         }
     }
 }

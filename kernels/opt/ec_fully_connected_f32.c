@@ -35,13 +35,13 @@ void ec_fully_connected_f32(const ec_fc_f32_params_t *p, const float *in, const 
     (void)scratch;
     const int32_t out_f = p->out_features, full = out_f / EC_OPT_BLOCK * EC_OPT_BLOCK;
     const size_t in_f = (size_t)p->in_features;
-    int32_t oc = 0;
-    for (; oc < full; oc += EC_OPT_BLOCK)
-        ec_fc_block_f32(p, in, w + (size_t)oc * in_f, bias ? bias + oc : NULL, EC_OPT_BLOCK, out + oc, EC_OPT_BLOCK);
-    if (oc < out_f) {
-        if (ec_opt_block_width(out_f, oc) == 8)
-            ec_fc_block_f32(p, in, w + (size_t)oc * in_f, bias ? bias + oc : NULL, out_f - oc, out + oc, 8);
+    for (int32_t oc = 0; oc < out_f; oc += EC_OPT_BLOCK) {
+        const float *wb = w + (size_t)oc * in_f, *bb = bias ? bias + oc : NULL;
+        if (oc < full)
+            ec_fc_block_f32(p, in, wb, bb, EC_OPT_BLOCK, out + oc, EC_OPT_BLOCK);
+        else if (ec_opt_block_width(out_f, oc) == 8)
+            ec_fc_block_f32(p, in, wb, bb, out_f - oc, out + oc, 8);
         else
-            ec_fc_block_f32(p, in, w + (size_t)oc * in_f, bias ? bias + oc : NULL, out_f - oc, out + oc, EC_OPT_BLOCK);
+            ec_fc_block_f32(p, in, wb, bb, out_f - oc, out + oc, EC_OPT_BLOCK);
     }
 }

@@ -302,10 +302,16 @@ def _conv_family_c(op: Op, cx, kernel: str, it: Tensor, ft: Tensor, bt: Tensor |
     else:
         scratch = _c_scratch(cx, name, fields)
     if groups == 1 and cx.variant(name) == "opt":   # weights re-laid out for kernels/opt/ (ec_opt.h)
-        wsym, bsym = _opt_args(op, cx, suffix, ft, bt, bias_name, fields.get("in_zp", 0),
-                               depth_mult if kernel == "ec_depthwise_conv2d" else 0)
-        args = [cx.ptr(in_name), wsym, bsym, cx.ptr(op.outputs[0]), cx.scratch_expr]
-        return CCall(name, args, (struct, fields), scratch=scratch)
+        if kernel == "ec_conv2d" and not (ft.is_const and (bt is None or bt.is_const)):
+            # runtime filters cannot be re-laid out: the grouped kernel (ref layout) with one group
+            name, struct = f"ec_conv2d_grouped_{suffix}", f"ec_conv_grouped_{suffix}_params_t"
+            scratch = _c_scratch(cx, name, {**fields, "groups": 1})
+            fields = {**{f"conv.{k}": v for k, v in fields.items()}, "groups": 1}
+        else:
+            wsym, bsym = _opt_args(op, cx, suffix, ft, bt, bias_name, fields.get("in_zp", 0),
+                                   depth_mult if kernel == "ec_depthwise_conv2d" else 0)
+            args = [cx.ptr(in_name), wsym, bsym, cx.ptr(op.outputs[0]), cx.scratch_expr]
+            return CCall(name, args, (struct, fields), scratch=scratch)
     args = [cx.ptr(in_name), cx.ptr(op.inputs[1]), cx.ptr(bias_name), cx.ptr(op.outputs[0]), cx.scratch_expr]
     return CCall(name, args, (struct, fields), scratch=scratch)
 
