@@ -143,8 +143,15 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
         files.update({f"c/{k}": v for k, v in c_project.files.items()})
     evaluation = None
     if evald is not None or (calib is not None and calib.y is not None):
-        evaluation = evaluate(tflite, g, evald or calib, loaded.tflite, float_graph)
+        # the deployed artifact: the C project when there is one (its numerics are TFLite Micro's),
+        # else the .tflite in LiteRT's reference kernels (which round some int8 ops differently)
+        runner, runtime = None, "LiteRT reference kernels"
+        if c_project is not None:
+            from .run.host import load_host
+            runner, runtime = load_host(c_project.files, g, c_project.arena_size).run, "C artifact built for the host"
+        evaluation = evaluate(tflite, g, evald or calib, loaded.tflite, float_graph, runner=runner)
         evaluation["data"] = "eval data" if evald is not None else "calibration data"
+        evaluation["runtime"] = runtime
     name = model if isinstance(model, (str, os.PathLike)) else getattr(model, "name", "model")
     report = build_report(os.fspath(name), target, pipeline.names, float_graph, g, len(tflite), pass_reports,
                           evaluation, {"tflite": "model.tflite", "c": "c" if c_project else None,

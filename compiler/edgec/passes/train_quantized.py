@@ -23,10 +23,21 @@ from ..ir import ops as opreg
 from .manager import PassContext, register_pass
 
 
-# Defaults measured on the digits CNN (edgec compile --qat): lr 1e-3 over 10 epochs takes ternary and
-# binary weights to within a point of float, where 1e-4 left binary 5 points short.
+# lr "auto", measured on the digits CNN and DS-CNN (benchmarks/quantization.py): 1e-3 over 10 epochs
+# takes ternary and binary weights to within 1-2.5 points of float (1e-4 left binary 5 points short),
+# while 8-bit weights, already close to float, only need fine-tuning at 1e-4.
+AUTO_LR = {"8bit": 1e-4, "low": 1e-3}
+
+
+def _lr(o: dict) -> float:
+    if o["lr"] != "auto":
+        return float(o["lr"])
+    eight_bit = int(o["weight_bits"]) >= 8 and o["weight_scheme"] in ("uniform", "kmeans")
+    return AUTO_LR["8bit" if eight_bit else "low"]
+
+
 @register_pass("qat", dtype="int8", weight_bits=8, weight_scheme="uniform", per_channel=True, epochs=10,
-               batch_size=32, lr=1e-3, lsq=False, seed=0, activations=True)
+               batch_size=32, lr="auto", lsq=False, seed=0, activations=True)
 def qat(g: Graph, ctx: PassContext) -> Graph:
     from .. import quant_weights as qw
     from ..data import Dataset
@@ -84,7 +95,7 @@ def qat(g: Graph, ctx: PassContext) -> Graph:
         soft = any(op.type == "SOFTMAX" and g.outputs[0] in op.outputs for op in g.ops)
         loss, targets = ("crossentropy" if soft else "mse"), teacher
     hist = fit(model, Dataset(xs, targets, "qat data"), loss=loss, epochs=int(o["epochs"]),
-               batch_size=int(o["batch_size"]), lr=float(o["lr"]), schedule="cosine", seed=int(o["seed"]),
+               batch_size=int(o["batch_size"]), lr=_lr(o), schedule="cosine", seed=int(o["seed"]),
                progress=False if ctx.progress is None else None)
     out = export(model, snap=True)
     ctx.report.update(qat_weights=sum(1 for c in constraints.values() if isinstance(c, WeightQuant)),
