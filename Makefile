@@ -39,6 +39,7 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/int8.py
 	$(PY) benchmarks/c_backend.py
 	$(PY) benchmarks/profile_m4.py
+	$(PY) benchmarks/quantization.py
 
 clean:
 	rm -rf out benchmarks/work
