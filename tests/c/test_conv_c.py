@@ -14,61 +14,25 @@ from ccheck import check_c_exact
 from edgec.backends.c.emit import emit_c
 from edgec.calibrate import observe
 from edgec.errors import EdgecError
-from edgec.ir import Graph, Op, QuantParams, Tensor
+from edgec.ir import Graph
 from edgec.ir import ops as opreg
 from edgec.ir.ops import default_attrs
 from edgec.passes import Pipeline, Step
 from edgec.paths import data_dir
 from graphs import Builder
+from ops.test_conv import build as build_one_op, qp
 
 N = 100
-CHANNEL_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0, "TRANSPOSE_CONV": 0}
 DTYPES = [("float32", None), ("int8", True), ("int8", False)]   # (activations, per-channel weights)
 DTYPE_IDS = ["f32", "s8_per_channel", "s8_per_tensor"]
 
 
-def qp(scale, zp=0, axis=None) -> QuantParams:
-    return QuantParams(np.asarray(scale, np.float32), np.asarray(zp), axis)
-
-
 def build(op_type, in_shape, w_shape, attrs, dtype="int8", per_channel=True, bias=True, seed=0,
           out_shape=None) -> Graph:
-    """One-op graph with random (seeded) weights and scales, quantized by hand as in tests/ops."""
-    rng = np.random.default_rng(seed)
-    g = Graph(name=op_type.lower())
-    nch = w_shape[CHANNEL_AXIS[op_type]]
-    attrs = default_attrs(op_type, **attrs)
-    if dtype == "float32":
-        g.add_tensor(Tensor("x", in_shape, "float32"))
-        wn = g.const("w", (rng.standard_normal(w_shape) * 0.3).astype(np.float32))
-        bn = g.const("b", rng.standard_normal(nch).astype(np.float32)) if bias else None
-        oq = None
-    else:
-        s_in, z_in = rng.uniform(0.005, 0.05), int(rng.integers(-20, 20))
-        g.add_tensor(Tensor("x", in_shape, dtype, quant=qp(s_in, z_in)))
-        if per_channel:
-            ws = rng.uniform(0.002, 0.02, nch).astype(np.float32)
-            wq = qp(ws, np.zeros(nch, np.int64), CHANNEL_AXIS[op_type])
-        else:
-            ws = np.float32(rng.uniform(0.002, 0.02))
-            wq = qp([ws])
-        wn = g.const("w", rng.integers(-127, 128, w_shape).astype(np.int8), wq)
-        bn = None
-        if bias:
-            bs = np.atleast_1d(np.float32(s_in) * np.asarray(ws, np.float32)).astype(np.float32)
-            bq = QuantParams(bs, np.zeros(bs.size, np.int64), 0 if per_channel else None)
-            bn = g.const("b", rng.integers(-20000, 20000, nch).astype(np.int32), bq)
-        oq = qp(rng.uniform(0.02, 0.2), int(rng.integers(-20, 20)))
-    if op_type == "TRANSPOSE_CONV":
-        inputs = [g.const("output_shape", np.asarray(out_shape, np.int32)), wn, "x"] + ([bn] if bn else [])
-    else:
-        inputs = ["x", wn] + ([bn] if bn else [])
-    op = Op(op_type, inputs, ["y"], attrs)
-    shape = opreg.get(op_type).shape(op, [g.t(i) for i in inputs])[0]
-    g.add_tensor(Tensor("y", shape, dtype, quant=oq))
-    g.ops.append(op)
-    g.inputs, g.outputs = ["x"], ["y"]
-    return g
+    """One-op graph with random (seeded) weights and scales: tests/ops' builder (the same graphs the
+    numpy reference is checked on), with attrs given as overrides and bias as a flag."""
+    return build_one_op(op_type, in_shape, w_shape, default_attrs(op_type, **attrs), dtype, per_channel,
+                        "default" if bias else None, seed, out_shape)
 
 
 def S(sh, sw, padding="SAME", act="NONE", dh=1, dw=1, **kw):
