@@ -128,7 +128,7 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
     if calib is not None:
         from .calibrate import observe as observe_stats
         samples = calib.head(CALIBRATION_SAMPLES).xs if len(calib) > CALIBRATION_SAMPLES else calib.xs
-        observe = lambda g: observe_stats(g, [x.astype("float32") for x in samples], progress)  # noqa: E731
+        observe = lambda g: observe_stats(g, samples, progress)  # noqa: E731
 
     g, pass_reports = pipeline.run(float_graph.copy(), calibration=calib, observe=observe, debug=debug,
                                    progress=progress, train_data=train)

@@ -68,7 +68,7 @@ def observe(g: Graph, samples: list[np.ndarray], progress=None, seed: int = 0) -
     steps = range(n)
     for s in (progress("calibrating", steps) if progress else steps):
         for idx, x, name in zip(in_idx, samples, g.inputs):
-            it.set_tensor(idx, np.asarray(x[s:s + 1], np.float32).reshape(g.tensors[name].shape))
+            it.set_tensor(idx, np.asarray(x[s:s + 1], g.tensors[name].dtype).reshape(g.tensors[name].shape))
         it.invoke()
         for k in wanted:
             v = it.get_tensor(details[k]).reshape(-1)

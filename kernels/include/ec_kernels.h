@@ -10,5 +10,6 @@
 #include "ec_shape.h"
 #include "ec_opt.h"
 #include "ec_lowbit.h"
+#include "ec_matmul.h"
 
 #endif /* EC_KERNELS_H */

@@ -72,6 +72,9 @@ def cases():
     for t in ("RELU", "RELU6", "LOGISTIC", "TANH", "HARD_SWISH"):
         c.append((t, [(1, 4, 6)], {}, {}))
     c.append(("SOFTMAX", [(1, 10)], {}, dict(beta=0.7)))
+    c.append(("BATCH_MATMUL", [(1, 3, 4), (1, 4, 5)], {}, {}))
+    c.append(("BATCH_MATMUL", [(1, 2, 3, 8), 0], {1: _r(rng, 2, 5, 8)}, dict(adj_y=True)))
+    c.append(("GATHER", [0, 0], {0: _r(rng, 10, 4), 1: i32([[3, 0, 9]])}, {}))   # training takes float inputs
     c.append(("PRELU", [(1, 3, 4, 5), 0], {1: _r(rng, 1, 1, 5)}, {}))
     c.append(("LEAKY_RELU", [(1, 3, 4)], {}, dict(alpha=0.2)))
     c.append(("RESHAPE", [(1, 4, 6), 0], {1: i32([1, -1])}, dict(new_shape=[1, -1])))

@@ -105,7 +105,7 @@ def _prepare_weights(g: Graph, ctx: PassContext) -> dict:
     xs = None
     if ctx.calibration is not None:
         n = min(len(ctx.calibration), int(ctx.options["ptq_samples"]))
-        xs = [np.asarray(x[:n], np.float32) for x in ctx.calibration.xs]
+        xs = [np.asarray(x[:n], g.tensors[name].dtype) for x, name in zip(ctx.calibration.xs, g.inputs)]
     done = {"gptq": [], "bias_corrected": [], "trained": []}
     for op in list(g.ops):
         d = opreg.get(op.type)
@@ -264,6 +264,9 @@ def _to_integer(g: Graph, ctx: PassContext, stats, prepared: dict | None = None)
             if isinstance(d.out_quant, dict):
                 scale, zp = d.out_quant[act]
                 qp[out] = QuantParams(scale, zp, bits=16 if act == "int16" else 8)
+            elif d.out_quant == "same" and 0 in d.weights and g.tensors[op.inputs[0]].is_const:
+                # GATHER: its output holds the table's values, so it takes the table's parameters
+                qp[out] = _weight_params(g.tensors[op.inputs[0]].data, None)
             elif d.out_quant == "same" and op.inputs[0] in qp and _single_activation_input(g, op):
                 qp[out] = qp[op.inputs[0]]
             else:

@@ -102,4 +102,4 @@ def default_attrs(op_type: str, **overrides) -> dict:
 
 
 # Importing the family modules fills the registry.
-from . import conv, pool, elementwise, activation, shape, resize, quantize  # noqa: E402,F401
+from . import conv, pool, elementwise, activation, shape, resize, quantize, matmul  # noqa: E402,F401
