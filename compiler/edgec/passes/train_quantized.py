@@ -94,11 +94,18 @@ def qat(g: Graph, ctx: PassContext) -> Graph:
         teacher = build_model(g).predict(xs)[0]
         soft = any(op.type == "SOFTMAX" and g.outputs[0] in op.outputs for op in g.ops)
         loss, targets = ("crossentropy" if soft else "mse"), teacher
-    hist = fit(model, Dataset(xs, targets, "qat data"), loss=loss, epochs=int(o["epochs"]),
-               batch_size=int(o["batch_size"]), lr=_lr(o), schedule="cosine", seed=int(o["seed"]),
+    # every tenth sample is held out: the weights kept are the best on it, the untrained
+    # (post-training-quantization-like) start included, so QAT does not end worse than it began
+    n = len(targets)
+    held = np.arange(n) % 10 == 9 if n >= 50 else np.zeros(n, bool)
+    train = Dataset([x[~held] for x in xs], targets[~held], "qat data")
+    val = Dataset([x[held] for x in xs], targets[held], "qat held-out data") if held.any() else None
+    hist = fit(model, train, loss=loss, epochs=int(o["epochs"]), batch_size=int(o["batch_size"]), lr=_lr(o),
+               schedule="cosine", seed=int(o["seed"]), val=val, restore_best=val is not None,
                progress=False if ctx.progress is None else None)
     out = export(model, snap=True)
     ctx.report.update(qat_weights=sum(1 for c in constraints.values() if isinstance(c, WeightQuant)),
                       qat_activations=sum(1 for c in constraints.values() if isinstance(c, ActQuant)),
-                      qat_loss=[round(v, 5) for v in hist["loss"]], qat_target="labels" if y is not None else "distill")
+                      qat_loss=[round(v, 5) for v in hist["loss"]], qat_target="labels" if y is not None else "distill",
+                      qat_best_epoch=hist["best_epoch"])
     return out

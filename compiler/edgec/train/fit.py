@@ -68,12 +68,15 @@ def _progress(total: int, enabled: bool):
 
 def fit(model, data, loss="crossentropy", epochs: int = 10, batch_size: int = 32, lr: float = 1e-3,
         schedule: str = "constant", val=None, early_stopping: int | None = None, seed: int = 0,
+        restore_best: bool = False,
         weight_decay: float = 0.0, progress: bool | None = None) -> dict:
     """Train `model` (a TrainableGraph) on `data` (a Dataset, or dict with x/x0.. and y) with Adam.
 
     schedule: "constant" or "cosine" (lr decays to 0 over all steps). val: held-out data for
     val_loss / val_accuracy each epoch; with early_stopping=patience, training stops after `patience`
-    epochs without a val_loss improvement and the best weights are restored. Deterministic for a fixed
+    epochs without a val_loss improvement and the best weights are restored; restore_best restores them
+    without stopping early. The starting weights count as epoch 0, so training with val never ends
+    worse on it than it began. Deterministic for a fixed
     seed (tf.random.set_seed, numpy shuffling, TF op determinism). Returns the history:
     {"loss": [...], "val_loss": [...], "val_accuracy": [...], "epochs": n, "stopped_early": bool,
     "best_epoch": k}."""
@@ -133,6 +136,16 @@ def fit(model, data, loss="crossentropy", epochs: int = 10, batch_size: int = 32
     rng = np.random.default_rng(seed)
     hist = {"loss": [], "val_loss": [], "val_accuracy": [], "epochs": 0, "stopped_early": False, "best_epoch": None}
     best, best_state, bad = math.inf, None, 0
+
+    def val_loss() -> float:
+        vx = [np.asarray(x, np.float32) for x in vds.xs]
+        vy = _targets(vds.y)
+        return sum(float(eval_step(tuple(x[i:i + 512] for x in vx), vy[i:i + 512])) * len(vy[i:i + 512])
+                   for i in range(0, len(vy), 512)) / len(vy)
+
+    if vds is not None:   # the starting point is epoch 0
+        best, best_state, hist["best_epoch"] = val_loss(), [v.numpy() for v in variables], 0
+        hist["val_loss_initial"] = best
     show = sys.stderr.isatty() if progress is None else progress
     bar = _progress(total, show)
     try:
@@ -148,10 +161,7 @@ def fit(model, data, loss="crossentropy", epochs: int = 10, batch_size: int = 32
             hist["loss"].append(total_loss / n)
             hist["epochs"] = epoch + 1
             if vds is not None:
-                vx = [np.asarray(x, np.float32) for x in vds.xs]
-                vy = _targets(vds.y)
-                vl = sum(float(eval_step(tuple(x[i:i + 512] for x in vx), vy[i:i + 512])) * len(vy[i:i + 512])
-                         for i in range(0, len(vy), 512)) / len(vy)
+                vl = val_loss()
                 hist["val_loss"].append(vl)
                 hist["val_accuracy"].append(accuracy(model, vds))
                 if vl < best - 1e-6:
@@ -165,7 +175,7 @@ def fit(model, data, loss="crossentropy", epochs: int = 10, batch_size: int = 32
     finally:
         if bar is not None:
             bar.stop()
-    if early_stopping and best_state is not None:
+    if (early_stopping or restore_best) and best_state is not None:
         for v, b in zip(variables, best_state):
             v.assign(b)
     return hist
