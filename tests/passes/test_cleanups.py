@@ -150,3 +150,20 @@ def test_verify_catches_a_broken_graph():
     g.tensors[g.outputs[0]].shape = (1, 4)
     with pytest.raises(VerifyError, match="inference"):
         verify(g)
+
+
+def test_interpreter_names_the_op_for_an_unsupported_dtype_combination():
+    """The reference refuses what TFLite Micro has no kernel for, as a user error naming the op."""
+    from edgec.errors import EdgecError
+    from edgec.ir import Graph, Op, QuantParams, Tensor
+    from edgec.ir.ops import default_attrs
+    g = Graph()
+    g.add_tensor(Tensor("x", (1, 4, 4, 2), "int16", quant=QuantParams(0.01, 0, bits=16)))
+    g.const("w", np.ones((1, 3, 3, 2), np.int8), QuantParams([0.1, 0.1], [0, 0], 3))
+    g.const("b", np.zeros(2, np.int32), QuantParams([0.001, 0.001], [0, 0], 0, bits=32))
+    g.add_tensor(Tensor("y", (1, 4, 4, 2), "int16", quant=QuantParams(0.02, 0, bits=16)))
+    g.ops = [Op("DEPTHWISE_CONV_2D", ["x", "w", "b"], ["y"],
+                default_attrs("DEPTHWISE_CONV_2D", padding="SAME", stride_h=1, stride_w=1, depth_multiplier=1))]
+    g.inputs, g.outputs = ["x"], ["y"]
+    with pytest.raises(EdgecError, match="DEPTHWISE_CONV_2D"):
+        interpret.run(g, [np.zeros((1, 4, 4, 2), np.int16)])

@@ -30,7 +30,10 @@ def run(g: Graph, inputs: list[np.ndarray], keep: bool = False) -> list[np.ndarr
         xs = [None if i is None else (env[i] if i in env else g.tensors[i].data) for i in op.inputs]
         ins = [g.t(i) for i in op.inputs]
         outs = [g.tensors[o] for o in op.outputs]
-        ys = opreg.get(op.type).ref(op, xs, ins, outs)
+        try:
+            ys = opreg.get(op.type).ref(op, xs, ins, outs)
+        except NotImplementedError as e:   # a dtype combination the reference (and TFLM) lacks
+            raise EdgecError(f"op {op.name} ({op.type}): {e}") from None
         for t, y in zip(outs, ys):
             env[t.name] = np.asarray(y).astype(t.dtype, copy=False).reshape(t.shape)
     if keep:
