@@ -8,12 +8,17 @@ import pytest
 REQUIRE = os.environ.get("EDGEC_REQUIRE_TOOLCHAINS") == "1"
 
 
+def require(ok: bool, what: str) -> None:
+    """Skip (fail under EDGEC_REQUIRE_TOOLCHAINS=1) unless `ok`; `what` names what is missing."""
+    if not ok:
+        if REQUIRE:
+            pytest.fail(f"{what} required (EDGEC_REQUIRE_TOOLCHAINS=1) but missing")
+        pytest.skip(f"{what} not installed")
+
+
 def need(*tools: str, emulator: bool = False) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if emulator:
         from edgec.run.emulate import available
         missing += [] if available() else ["unicorn/pyelftools"]
-    if missing:
-        if REQUIRE:
-            pytest.fail(f"{', '.join(missing)} required (EDGEC_REQUIRE_TOOLCHAINS=1) but missing")
-        pytest.skip(f"{', '.join(missing)} not installed")
+    require(not missing, ", ".join(missing))

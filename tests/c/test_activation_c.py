@@ -6,7 +6,6 @@ so one build checks all of them. int8 sample 0 holds every int8 value (the eleme
 checked on their whole domain); the other samples are random, plus structured softmax rows."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import zlib
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from ccheck import check_c_exact, run_c
+from toolchain import need
 from edgec.backends.c.emit import emit_c
 from edgec.errors import EdgecError
 from edgec.ir import Graph, Op, QuantParams, Tensor
@@ -311,8 +311,7 @@ COMPILERS = [("gcc", []), ("clang", []),
 
 @pytest.mark.parametrize("cc,flags", COMPILERS, ids=[c for c, _ in COMPILERS])
 def test_kernels_compile_warning_free(cc, flags, tmp_path):
-    if shutil.which(cc) is None:
-        pytest.skip(f"{cc} not installed")
+    need(cc)
     root = Path(data_dir("kernels"))
     srcs = [str(root / "ref" / k) for k in KERNELS]
     r = subprocess.run([cc, *flags, "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic",

@@ -11,7 +11,6 @@ Missing arm-none-eabi-gcc or unicorn skips these tests, or fails them when EDGEC
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
@@ -19,6 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
+from toolchain import require
 
 from edgec.backends.c.scratch import scratch_bytes
 from edgec.ir import ops as opreg
@@ -26,16 +26,12 @@ from edgec.ir.interpret import run
 from edgec.paths import data_dir
 from ops.test_conv import A, build
 
-REQUIRE = os.environ.get("EDGEC_REQUIRE_TOOLCHAINS") == "1"
 KERNELS = data_dir("kernels")
 CORE = "cortex-m4"
 
 
 def _need(ok: bool, what: str) -> None:
-    if not ok:
-        if REQUIRE:
-            pytest.fail(f"{what} is missing and EDGEC_REQUIRE_TOOLCHAINS=1")
-        pytest.skip(f"{what} is missing")
+    require(ok, what)
 
 
 def _have_emulator() -> bool:

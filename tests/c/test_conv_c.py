@@ -4,13 +4,13 @@ the ref kernels' raw outputs equal TFLite Micro's and the reference interpreter'
 every padding / stride / dilation / depth-multiplier / group / activation / bias variant."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
 from ccheck import check_c_exact
+from toolchain import need
 from edgec.backends.c.emit import emit_c
 from edgec.calibrate import observe
 from edgec.errors import EdgecError
@@ -275,8 +275,7 @@ COMPILERS = [("clang", []), ("arm-none-eabi-gcc", ["-mcpu=cortex-m4", "-mthumb",
 
 @pytest.mark.parametrize("cc,flags", COMPILERS, ids=[c for c, _ in COMPILERS])
 def test_kernels_compile_warning_free(cc, flags, tmp_path):
-    if shutil.which(cc) is None:
-        pytest.skip(f"{cc} not installed")
+    need(cc)
     root = data_dir("kernels")
     srcs = [str(root / "ref" / f"{k}.c") for k in KERNELS]
     r = subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", *flags, f"-I{root / 'include'}",

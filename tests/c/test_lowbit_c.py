@@ -7,13 +7,13 @@ match the report's weight bytes; cross-built projects (Cortex-M4 in the emulator
 qemu) are bit-exact too."""
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 
 import numpy as np
 import pytest
+from toolchain import require
 
 from ccheck import check_c_exact
 from edgec.backends.c import pack_weights as pw
@@ -26,7 +26,6 @@ from edgec.profile.report import layer_rows
 
 N = 100
 AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
-REQUIRE = os.environ.get("EDGEC_REQUIRE_TOOLCHAINS") == "1"
 
 # (scheme, bits, codebook entries or None)
 CASES = [("uniform", 4, None), ("uniform", 3, None), ("uniform", 2, None), ("ternary", 2, None),
@@ -305,11 +304,8 @@ def test_sample_model_exact():
 # ------------------------------------------------------------------------------------------------
 # cross-built projects
 
-def _need(ok: bool, what: str):
-    if not ok:
-        if REQUIRE:
-            pytest.fail(f"{what} is missing and EDGEC_REQUIRE_TOOLCHAINS=1")
-        pytest.skip(f"{what} is missing")
+def _need(ok: bool, what: str) -> None:
+    require(ok, what)
 
 
 MIXED = [("CONV_2D", ("uniform", 4, None)), ("DEPTHWISE_CONV_2D", ("kmeans", 2, 4)),

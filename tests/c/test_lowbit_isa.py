@@ -10,7 +10,6 @@ The conv fallback graph mixes tables that share bits == 4 / lut_stride == 0 with
 per-tensor kmeans-16 codebook), so the fast path's table check is exercised."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import numpy as np

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from toolchain import require
 
 from edgec.backends.c.emit import emit_c
 from edgec.ir import Graph, Op, QuantParams, Tensor
@@ -74,10 +75,7 @@ def neon_scratch(kernel: str, f: dict) -> int:
 
 
 def _missing(what: str):
-    msg = f"{what} not available"
-    if os.environ.get("EDGEC_REQUIRE_TOOLCHAINS") == "1":
-        pytest.fail(msg + " (EDGEC_REQUIRE_TOOLCHAINS=1)")
-    pytest.skip(msg)
+    require(False, what)
 
 
 def _need_cross(qemu: bool = True):
