@@ -24,8 +24,13 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/edgec inspect examples/digits_cnn.keras
 	$(VENV)/bin/edgec compile examples/digits_cnn.keras -o out/digits --quantize int8 \
-	    --calibration examples/digits_calib.npz --eval-data examples/digits_test.npz
-	$(VENV)/bin/edgec eval out/digits --data examples/digits_test.npz
+	    --calibration examples/digits_calib.npz --eval-data examples/digits_test.npz \
+	    --emit tflite,c --target cortex-m4
+	$(VENV)/bin/edgec eval out/digits --data examples/digits_test.npz --per-layer
+	@if command -v arm-none-eabi-gcc >/dev/null; then \
+	    $(VENV)/bin/edgec profile out/digits --target cortex-m4; \
+	else echo "(edgec profile needs arm-none-eabi-gcc: make toolchains)"; fi
+	@echo "open out/digits/report.html for the plots"
 
 test: setup
 	$(PY) -m pytest -n 2
