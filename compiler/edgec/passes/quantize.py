@@ -17,7 +17,7 @@ from .. import quant_weights as qw
 from ..ir import Graph, Op, QuantParams, Tensor
 from ..ir import interpret
 from ..ir import ops as opreg
-from ..ir.ops import default_attrs
+from ..ir.ops import default_attrs, float_constant_inputs
 from .manager import PassContext, register_pass
 
 DTYPES = ("int8", "int16x8", "float16")
@@ -315,12 +315,8 @@ def _quantize_constants(g: Graph, ctx: PassContext, act: str, fallback: list[Op]
             continue
         d = opreg.get(op.type)
         opts = ctx.op_options(op)
-        for k, name in enumerate(op.inputs):
-            if name is None or k in d.int_operands:
-                continue
+        for k, name in float_constant_inputs(g, op):
             t = g.tensors[name]
-            if not t.is_const or t.dtype != "float32":
-                continue
             if k in d.weights and name in prepared:   # low-bit / searched weights, see _prepare_weights
                 qwt, axis = prepared[name]
                 q = QuantParams(qwt.scale, np.zeros(qwt.scale.size, np.int64), axis, bits=qwt.bits,
@@ -449,13 +445,8 @@ def _to_float16(g: Graph, ctx: PassContext) -> Graph:
     converted: dict[str, str] = {}
     new_ops: list[Op] = []
     for op in g.ops:
-        d = opreg.get(op.type)
-        for k, name in enumerate(op.inputs):
-            if name is None or k in d.int_operands:
-                continue
+        for k, name in float_constant_inputs(g, op):
             t = g.tensors[name]
-            if not t.is_const or t.dtype != "float32":
-                continue
             if name not in converted:
                 half = g.const(name + "_fp16", t.data.astype(np.float16))
                 full = g.unique_name(name + "_dequant")

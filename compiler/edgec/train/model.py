@@ -6,6 +6,7 @@ import numpy as np
 from ..errors import EdgecError
 from ..ir import Graph
 from ..ir import ops as opreg
+from ..ir.ops import float_constant_inputs
 from .constraints import ActQuant, WeightQuant
 
 
@@ -19,13 +20,8 @@ def trainable_constants(g: Graph) -> dict[str, list[tuple[str, int]]]:
     name -> [(op type, input index)]."""
     out: dict[str, list[tuple[str, int]]] = {}
     for op in g.ops:
-        d = opreg.get(op.type)
-        for k, name in enumerate(op.inputs):
-            if name is None or k in d.int_operands:
-                continue
-            t = g.tensors[name]
-            if t.is_const and t.dtype == "float32":
-                out.setdefault(name, []).append((op.type, k))
+        for k, name in float_constant_inputs(g, op):
+            out.setdefault(name, []).append((op.type, k))
     return out
 
 

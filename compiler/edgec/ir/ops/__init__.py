@@ -88,6 +88,15 @@ def supported() -> list[str]:
     return sorted(REGISTRY)
 
 
+def float_constant_inputs(g, op: Op) -> list[tuple[int, str]]:
+    """(input index, tensor name) of the op's float32 constant operands: weights, biases, alphas,
+    added constants; integer operands (shapes, axes, paddings) are not among them."""
+    d = REGISTRY[op.type]
+    return [(k, name) for k, name in enumerate(op.inputs)
+            if name is not None and k not in d.int_operands and g.tensors[name].is_const
+            and g.tensors[name].dtype == "float32"]
+
+
 def default_attrs(op_type: str, **overrides) -> dict:
     """Every option field of `op_type` at the schema's defaults, then `overrides`: what an imported
     op carries, so graphs built by hand (tests, passes) compare equal to imported ones."""
