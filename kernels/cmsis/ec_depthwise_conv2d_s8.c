@@ -1,4 +1,4 @@
-#include "ec_conv.h"
+#include "ec_conv_loops.h"
 #include "ec_cmsis.h"
 
 /* DEPTHWISE_CONV_2D int8 for Cortex-M cores with the DSP extension (the approach of CMSIS-NN's
@@ -9,53 +9,12 @@
  * Bit-exact with kernels/ref/ec_depthwise_conv2d_s8.c; without __ARM_FEATURE_DSP the portable
  * reference loop runs. No scratch. Requires mult[] >= 0 (as TFLite's QuantizeMultiplier produces). */
 
-/* The taps k in [*lo, *hi) whose position start + k * dil lies in [0, size). */
-static void ec_tap_range(int32_t start, int32_t dil, int32_t size, int32_t k, int32_t *lo, int32_t *hi) {
-    int32_t a = start < 0 ? (-start + dil - 1) / dil : 0;
-    int32_t b = size - start > 0 ? (size - start + dil - 1) / dil : 0;
-    *lo = a;
-    *hi = b < k ? b : k;
-}
-
-/* the reference loop (depth_mult > 1, and cores without the DSP extension) */
-static void ec_dw_ref(const ec_conv_s8_params_t *p, const int8_t *in, const int8_t *w, const int32_t *bias,
-                      int8_t *out) {
-    const int32_t in_c = p->in_c, out_c = p->out_c, dm = p->depth_mult, in_zp = p->in_zp;
-    for (int32_t oy = 0; oy < p->out_h; oy++) {
-        const int32_t iy0 = oy * p->stride_h - p->pad_h;
-        int32_t ky_lo, ky_hi;
-        ec_tap_range(iy0, p->dil_h, p->in_h, p->k_h, &ky_lo, &ky_hi);
-        for (int32_t ox = 0; ox < p->out_w; ox++) {
-            const int32_t ix0 = ox * p->stride_w - p->pad_w;
-            int32_t kx_lo, kx_hi;
-            ec_tap_range(ix0, p->dil_w, p->in_w, p->k_w, &kx_lo, &kx_hi);
-            int8_t *o = out + ((size_t)oy * (size_t)p->out_w + (size_t)ox) * (size_t)out_c;
-            for (int32_t oc = 0; oc < out_c; oc++) {
-                const int32_t ic = oc / dm;
-                int32_t acc = 0;
-                for (int32_t ky = ky_lo; ky < ky_hi; ky++) {
-                    const int32_t iy = iy0 + ky * p->dil_h;
-                    const int8_t *xrow = in + (size_t)iy * (size_t)p->in_w * (size_t)in_c + (size_t)ic;
-                    const int8_t *wrow = w + (size_t)ky * (size_t)p->k_w * (size_t)out_c + (size_t)oc;
-                    for (int32_t kx = kx_lo; kx < kx_hi; kx++) {
-                        const int32_t ix = ix0 + kx * p->dil_w;
-                        acc += (int32_t)wrow[(size_t)kx * (size_t)out_c] * ((int32_t)xrow[(size_t)ix * (size_t)in_c] - in_zp);
-                    }
-                }
-                if (bias) acc += bias[oc];
-                acc = ec_requantize(acc, p->mult[oc], p->shift[oc]) + p->out_zp;
-                o[oc] = (int8_t)ec_clamp_i32(acc, p->act_min, p->act_max);
-            }
-        }
-    }
-}
-
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(__ARM_BIG_ENDIAN) && !defined(EC_NO_DSP)
 void ec_depthwise_conv2d_s8(const ec_conv_s8_params_t *p, const int8_t *in, const int8_t *w,
                             const int32_t *bias, int8_t *out, void *scratch) {
     (void)scratch;
     if (p->depth_mult != 1) {
-        ec_dw_ref(p, in, w, bias, out);
+        ec_depthwise_conv2d_s8_loop(p, in, w, bias, out);
         return;
     }
     const int32_t c = p->in_c, in_zp = p->in_zp, c4 = c & ~3;
@@ -141,7 +100,7 @@ void ec_depthwise_conv2d_s8(const ec_conv_s8_params_t *p, const int8_t *in, cons
 void ec_depthwise_conv2d_s8(const ec_conv_s8_params_t *p, const int8_t *in, const int8_t *w,
                             const int32_t *bias, int8_t *out, void *scratch) {
     (void)scratch;
-    ec_dw_ref(p, in, w, bias, out);
+    ec_depthwise_conv2d_s8_loop(p, in, w, bias, out);
 }
 
 #endif

@@ -21,6 +21,13 @@
 #define EC_INLINE static inline
 #endif
 
+/* a static helper kept a call of its own (and silent when a file does not use it) */
+#if defined(__GNUC__)
+#define EC_NOINLINE static __attribute__((noinline, unused))
+#else
+#define EC_NOINLINE static
+#endif
+
 EC_INLINE int32_t ec_max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
 EC_INLINE int32_t ec_min_i32(int32_t a, int32_t b) { return a < b ? a : b; }
 EC_INLINE int32_t ec_clamp_i32(int32_t x, int32_t lo, int32_t hi) { return x < lo ? lo : (x > hi ? hi : x); }

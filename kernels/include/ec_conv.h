@@ -64,6 +64,15 @@ typedef struct {
     int32_t groups;
 } ec_conv_grouped_f32_params_t;
 
+/* The taps k in [*lo, *hi) whose position start + k * dil lies in [0, size): the kernel rows (or
+ * columns) of a window that fall inside the image; TFLite Micro skips the others (padding). */
+EC_INLINE void ec_tap_range(int32_t start, int32_t dil, int32_t size, int32_t k, int32_t *lo, int32_t *hi) {
+    int32_t a = start < 0 ? (-start + dil - 1) / dil : 0;
+    int32_t b = size - start > 0 ? (size - start + dil - 1) / dil : 0;
+    *lo = a;
+    *hi = b < k ? b : k;
+}
+
 /* scratch: a caller-provided buffer of ec_<kernel>_get_buffer_size(p) bytes (may be NULL when 0) */
 void ec_conv2d_s8(const ec_conv_s8_params_t *p, const int8_t *in, const int8_t *w, const int32_t *bias,
                   int8_t *out, void *scratch);

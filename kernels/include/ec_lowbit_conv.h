@@ -5,25 +5,8 @@
 
 #include "ec_lowbit.h"
 
-/* noinline keeps the generic loop a call of its own (inlined into an ISA kernel it compiled 25% larger
- * and slower than ref); unused: a kernel may only need the tap range */
-#if defined(__GNUC__)
-#define EC_NOINLINE_HELPER static __attribute__((noinline, unused))
-#else
-#define EC_NOINLINE_HELPER static
-#endif
-#define EC_INLINE_HELPER static inline
-
-/* The taps k in [*lo, *hi) whose position start + k * dil lies in [0, size). */
-EC_INLINE_HELPER void ec_tap_range(int32_t start, int32_t dil, int32_t size, int32_t k, int32_t *lo, int32_t *hi) {
-    int32_t a = start < 0 ? (-start + dil - 1) / dil : 0;
-    int32_t b = size - start > 0 ? (size - start + dil - 1) / dil : 0;
-    *lo = a;
-    *hi = b < k ? b : k;
-}
-
 /* w[oc][ky][kx][i] = lut[oc * lut_stride + code]; otherwise TFLite Micro's ConvPerChannel bit for bit */
-EC_NOINLINE_HELPER void ec_conv_wN_generic(const ec_conv_s8wN_params_t *p, const int8_t *in,
+EC_NOINLINE void ec_conv_wN_generic(const ec_conv_s8wN_params_t *p, const int8_t *in,
                                            const uint8_t *w, const int32_t *bias, int8_t *out) {
     const ec_conv_s8_params_t *c = &p->conv;
     const int32_t in_c = c->in_c, out_c = c->out_c, in_zp = c->in_zp;

@@ -20,14 +20,6 @@
 #define EC_DW_NEON 0
 #endif
 
-/* The taps k in [*lo, *hi) whose position start + k * dil lies in [0, size). */
-static void ec_tap_range(int32_t start, int32_t dil, int32_t size, int32_t k, int32_t *lo, int32_t *hi) {
-    int32_t a = start < 0 ? (-start + dil - 1) / dil : 0;
-    int32_t b = size - start > 0 ? (size - start + dil - 1) / dil : 0;
-    *lo = a;
-    *hi = b < k ? b : k;
-}
-
 /* One output pixel: where its taps are. */
 typedef struct {
     int32_t iy0, ix0, ky_lo, ky_hi, kx_lo, kx_hi;

@@ -3,14 +3,6 @@
 /* Grouped CONV_2D float32 (TFLite Micro reference_ops::Conv with groups > 1): output channel oc of
  * group g = oc / (out_c / groups) reads the fc = in_c / groups input channels starting at g * fc. */
 
-/* The taps k in [*lo, *hi) whose position start + k * dil lies in [0, size). */
-static void ec_tap_range(int32_t start, int32_t dil, int32_t size, int32_t k, int32_t *lo, int32_t *hi) {
-    int32_t a = start < 0 ? (-start + dil - 1) / dil : 0;
-    int32_t b = size - start > 0 ? (size - start + dil - 1) / dil : 0;
-    *lo = a;
-    *hi = b < k ? b : k;
-}
-
 void ec_conv2d_grouped_f32(const ec_conv_grouped_f32_params_t *gp, const float *in, const float *w,
                            const float *bias, float *out, void *scratch) {
     (void)scratch;

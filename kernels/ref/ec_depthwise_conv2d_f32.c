@@ -3,14 +3,6 @@
 /* DEPTHWISE_CONV_2D float32 (TFLite Micro reference_ops::DepthwiseConv): output channel
  * oc = ic * depth_mult + m reads input channel ic with filter column oc; + bias, activation clamp. */
 
-/* The taps k in [*lo, *hi) whose position start + k * dil lies in [0, size). */
-static void ec_tap_range(int32_t start, int32_t dil, int32_t size, int32_t k, int32_t *lo, int32_t *hi) {
-    int32_t a = start < 0 ? (-start + dil - 1) / dil : 0;
-    int32_t b = size - start > 0 ? (size - start + dil - 1) / dil : 0;
-    *lo = a;
-    *hi = b < k ? b : k;
-}
-
 void ec_depthwise_conv2d_f32(const ec_conv_f32_params_t *p, const float *in, const float *w,
                              const float *bias, float *out, void *scratch) {
     (void)scratch;

@@ -5,14 +5,6 @@
  * lut[oc * lut_stride + code(row oc, ky * k_w + kx)]. Otherwise ec_depthwise_conv2d_s8 (TFLite Micro
  * reference_integer_ops::DepthwiseConvPerChannel) bit for bit; no scratch. */
 
-/* The taps k in [*lo, *hi) whose position start + k * dil lies in [0, size). */
-static void ec_tap_range(int32_t start, int32_t dil, int32_t size, int32_t k, int32_t *lo, int32_t *hi) {
-    int32_t a = start < 0 ? (-start + dil - 1) / dil : 0;
-    int32_t b = size - start > 0 ? (size - start + dil - 1) / dil : 0;
-    *lo = a;
-    *hi = b < k ? b : k;
-}
-
 void ec_depthwise_conv2d_s8wN(const ec_conv_s8wN_params_t *p, const int8_t *in, const uint8_t *w,
                               const int32_t *bias, int8_t *out, void *scratch) {
     (void)scratch;
