@@ -10,9 +10,8 @@ import zoo
 from edgec import api
 from edgec.cli import main
 from edgec.frontend.tflite import load_tflite
-from edgec.ir.interpret import run_batch
 from edgec.run.litert import run_litert
-from opcheck import check_bit_exact, random_inputs
+from opcheck import check_bit_exact
 
 pytest.importorskip("tensorflow")
 

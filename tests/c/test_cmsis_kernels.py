@@ -125,7 +125,7 @@ class Case:
         op = self.g.ops[0]
         cx = _Cx("cmsis")
         call = opreg.get(op_type).c(op, [self.g.t(i) for i in op.inputs], [self.g.t(o) for o in op.outputs], cx)
-        self.kernel, (struct, fields) = call.kernel, call.params
+        self.kernel, (_, fields) = call.kernel, call.params
         assert self.kernel == OPS[kind][0], self.kernel
         self.fields = fields
         self.mult = cx.arrays[fields["mult"]].astype(np.int32)
