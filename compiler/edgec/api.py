@@ -73,12 +73,10 @@ def with_qat(steps, epochs: int | None = None):
     """Insert quantization-aware training before the quantize step, with the same weight format
     (and per-layer overrides), so training sees exactly what will be stored."""
     from .passes import PASSES, Step
-    from .passes.manager import _load_passes
     at = next((k for k, s in enumerate(steps) if s.name == "quantize"), None)
     if at is None:
         raise EdgecError("--qat needs a quantizing recipe or --quantize")
     q = steps[at]
-    _load_passes()
     keys = set(PASSES["qat"].defaults)
     opts = {k: v for k, v in q.options.items() if k in keys}
     if epochs is not None:

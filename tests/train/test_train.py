@@ -6,7 +6,7 @@ from digits import digits, digits_cnn, digits_mlp
 from edgec.data import dataset_from
 from edgec.ir import structurally_equal
 from edgec.ir.interpret import run_batch
-from edgec.passes.manager import PASSES, PassContext, _load_passes
+from edgec.passes import PASSES, PassContext
 from edgec.train import (Cluster, Prune, WeightQuant, accuracy, build_model, export, fit,
                          quantize_weights)
 
@@ -97,7 +97,6 @@ def test_fake_quant_forward_equals_reference_of_stored_weights(scheme, bits, sca
 
 @pytest.mark.parametrize("scheme,bits,want", [("ternary", 2, 0.9), ("binary", 1, 0.85), ("uniform", 8, 0.93)])
 def test_qat_pass_on_digits(scheme, bits, want):
-    _load_passes()
     m = build_model(digits_cnn())
     fit(m, TRAIN, epochs=4, batch_size=32, lr=3e-3, schedule="cosine", seed=0)
     p = PASSES["qat"]
@@ -114,7 +113,6 @@ def test_qat_pass_on_digits(scheme, bits, want):
 
 
 def test_qat_pass_distills_without_labels():
-    _load_passes()
     g = digits_mlp()
     m = build_model(g)
     fit(m, TRAIN, epochs=3, batch_size=64, lr=3e-3, seed=0)

@@ -41,7 +41,8 @@ def register_pass(name: str, **defaults):
     return wrap
 
 
-def _load_passes() -> None:
+def load_passes() -> None:
+    """Import every pass module of this package (each registers itself); idempotent."""
     pkg = Path(__file__).resolve().parent
     for m in pkgutil.iter_modules([str(pkg)]):
         if m.name != "manager":
@@ -81,7 +82,6 @@ class Step:
 
 class Pipeline:
     def __init__(self, steps: list[Step]):
-        _load_passes()
         for s in steps:
             if s.name not in PASSES:
                 raise EdgecError(f"unknown pass {s.name!r}; known: {', '.join(sorted(PASSES))}")
