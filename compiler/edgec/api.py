@@ -38,10 +38,7 @@ def quantize_options(scheme: str | None = None, granularity: str | None = None, 
     if scheme is not None:
         opts["weight_scheme"] = scheme
     if granularity is not None:
-        if granularity not in ("tensor", "channel"):
-            raise EdgecError(f"granularity {granularity!r} is not supported; choose tensor or channel "
-                             f"(per-group scales need group-aware kernels, not built yet)")
-        opts["per_channel"] = granularity == "channel"
+        opts.update(parse_granularity(granularity))
     if rounding is not None:
         opts["rounding"] = rounding
     if loss_aware is not None:
@@ -51,6 +48,16 @@ def quantize_options(scheme: str | None = None, granularity: str | None = None, 
     if io is not None:
         opts["io"] = io
     return opts
+
+
+def parse_granularity(text: str) -> dict:
+    """"tensor", "channel" or "group:N" as quantize-pass options (per_channel, group_size)."""
+    if text in ("tensor", "channel"):
+        return {"per_channel": text == "channel", "group_size": 0}
+    kind, _, n = text.partition(":")
+    if kind == "group" and n.isdigit() and int(n) >= 1:
+        return {"per_channel": True, "group_size": int(n)}
+    raise EdgecError(f"granularity {text!r}: choose tensor, channel or group:N (N >= 1 weights per group)")
 
 
 def recipe_steps(recipe: str | None = None, quantize: str | None = None, calibration_method: str | None = None,

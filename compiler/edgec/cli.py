@@ -89,7 +89,7 @@ def inspect(model, as_json, unsafe):
 @click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "mse"]),
               help="How activation ranges are chosen (default minmax).")
 @click.option("--scheme", type=click.Choice(["uniform", "pow2", "kmeans"]), help="Weight levels (default uniform).")
-@click.option("--granularity", help="Weight scales per tensor or per channel (default channel).")
+@click.option("--granularity", help="Weight scales per tensor, per channel, or per group of N weights of a row: tensor|channel|group:N (default channel).")
 @click.option("--rounding", type=click.Choice(["nearest", "stochastic"]), help="Weight rounding (default nearest).")
 @click.option("--no-loss-aware", "plain", is_flag=True,
               help="Plain round-to-nearest: no GPTQ error feedback, no bias correction.")

@@ -92,6 +92,8 @@ class QuantizedWeight:
     codebook: np.ndarray | None  # int8 [n] or [C, n] for kmeans
     bits: int
     scheme: str
+    group_size: int = 0                  # > 0: per-group multipliers (/tmp/group.md), levels = q * mult
+    group_mult: np.ndarray | None = None  # uint8 [R, G] on the rows of the tensor
 
     def dequantized(self, axis: int | None) -> np.ndarray:
         s = self.scale.astype(np.float64)
@@ -117,20 +119,30 @@ def from_rows(rows: np.ndarray, shape, axis: int | None) -> np.ndarray:
 
 
 class Grid:
-    """Where a tensor's rows may go: per-row scale [R] and integer grid ([n] shared or [R, n])."""
+    """Where a tensor's rows may go: per-row scale [R] and integer grid ([n] shared or [R, n]); with
+    `mult` [R, K] (per-group multipliers expanded to columns) element (r, j) has the scale
+    scale[r] * mult[r, j] and its level is stored as q * mult[r, j]."""
 
-    def __init__(self, scale: np.ndarray, grid: np.ndarray):
+    def __init__(self, scale: np.ndarray, grid: np.ndarray, mult: np.ndarray | None = None):
         self.scale = np.asarray(scale, np.float64)
         self.grid = grid
+        self.mult = mult
 
     def sub(self, r: int) -> "Grid":
-        return Grid(self.scale[r:r + 1], self.grid if self.grid.ndim == 1 else self.grid[r:r + 1])
+        return Grid(self.scale[r:r + 1], self.grid if self.grid.ndim == 1 else self.grid[r:r + 1],
+                    None if self.mult is None else self.mult[r:r + 1])
+
+    def col(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scale [R], multiplier [R]) of column j."""
+        m = np.ones_like(self.scale) if self.mult is None else self.mult[:, j].astype(np.float64)
+        return self.scale * m, m
 
     def quantize(self, w: np.ndarray, rounding="nearest", rng=None) -> np.ndarray:
-        """Integer levels of rows w [R, K] (or a column [R]) on this grid."""
+        """Stored levels (q, times the multiplier where there is one) of rows w [R, K]."""
         s = self.scale.reshape(-1, *([1] * (w.ndim - 1)))
+        m = 1.0 if self.mult is None else self.mult.astype(np.float64)
         if self.grid.ndim == 1:
-            return _round_row(w / s, self.grid, rounding, rng)
+            return _round_row(w / (s * m), self.grid, rounding, rng) * m
         return np.stack([_round_row(w[r] / s[r], self.grid[r], rounding, rng) for r in range(w.shape[0])])
 
 
@@ -200,36 +212,116 @@ def kmeans_1d(x: np.ndarray, k: int, iters: int = 30) -> np.ndarray:
     return np.unique(np.clip(np.round(c), -127, 127))
 
 
+GROUP_SCHEMES = ("uniform", "ternary", "binary")
+
+
+def group_mult_max(bits: int, scheme: str) -> int:
+    """The largest integer multiplier whose products with the scheme's levels still fit int8."""
+    qmax = int(np.abs(levels(bits, scheme)).max())
+    return min(255, 127 // qmax)
+
+
+def choose_groups(rows: np.ndarray, bits: int, scheme: str, group_size: int, scale_mode: str = "mse",
+                  per_row: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group scales as integer multiples of a row (or tensor) scale (/tmp/group.md): returns
+    (scale [R], mult uint8 [R, G]) for rows [R, K] in groups of `group_size` consecutive elements.
+
+    Each group first gets its own best scale (choose_grid on the group alone); the row scale is the
+    largest of them over the largest multiplier M, so the widest group keeps its scale exactly; every
+    group then takes the multiplier in 1..M with the least squared error ("mse") or the smallest one
+    that does not clip its largest weight ("max")."""
+    if scheme not in GROUP_SCHEMES:
+        raise ValueError(f"group scales work with schemes {', '.join(GROUP_SCHEMES)}, not {scheme!r}")
+    M = group_mult_max(bits, scheme)
+    if M < 2:
+        raise ValueError(f"group scales need weights of at most 6 bits ({bits}-bit {scheme} levels fill int8)")
+    rows = np.asarray(rows, np.float64)
+    R, K = rows.shape
+    N = int(group_size)
+    G = -(-K // N)
+    a = np.stack([choose_grid(rows[:, g * N:(g + 1) * N], bits, scheme, scale_mode, True).scale
+                  for g in range(G)], axis=1)                                        # [R, G]
+    top = a.max(axis=1) if per_row else np.full(R, a.max())
+    scale = np.where(top > 0, top / M, 1.0)
+    grid = levels(bits, scheme)
+    mult = np.empty((R, G), np.uint8)
+    cand = np.arange(1, M + 1, dtype=np.float64)
+    for g in range(G):
+        w = rows[:, g * N:(g + 1) * N]
+        if scale_mode == "max":
+            need = np.abs(w).max(axis=1) / (scale * grid[-1])
+            mult[:, g] = np.clip(np.ceil(need - 1e-9), 1, M)
+            continue
+        best_err = np.full(R, np.inf)
+        for m in cand:
+            s = (scale * m)[:, None]
+            err = ((_round_row(w / s, grid, "nearest", None) * s - w) ** 2).sum(axis=1)
+            better = err < best_err
+            best_err[better] = err[better]
+            mult[better, g] = int(m)
+    return scale, mult
+
+
+def expand_groups(mult: np.ndarray, group_size: int, k: int) -> np.ndarray:
+    """[R, G] group multipliers as [R, K] per element."""
+    return np.repeat(np.asarray(mult), group_size, axis=1)[:, :k]
+
+
+def group_levels(v_rows: np.ndarray, mult: np.ndarray, group_size: int) -> np.ndarray:
+    """q = v / m of stored group levels v [R, K] (/tmp/group.md); ValueError unless exact."""
+    v = np.asarray(v_rows, np.int64)
+    m = expand_groups(np.asarray(mult, np.int64), int(group_size), v.shape[1])
+    if m.shape != v.shape or np.any(m < 1) or np.any(v % m != 0):
+        raise ValueError("group levels are not multiples of their group multipliers")
+    return v // m
+
+
 def quantize_weight(w: np.ndarray, row_axis: int = 0, per_channel: bool = True, bits: int = 8,
                     scheme: str = "uniform", scale_mode: str = "max", rounding: str = "nearest", seed: int = 0,
-                    hessian: np.ndarray | None = None, damp: float = 0.01) -> QuantizedWeight:
+                    hessian: np.ndarray | None = None, damp: float = 0.01, group_size: int = 0,
+                    keep_zeros: bool = False, rows_of=None) -> QuantizedWeight:
     """Quantize a weight tensor whose output channels lie along row_axis (one scale per channel when
     per_channel, else one for the tensor). With `hessian` — H = 2 XᵀX of the rows' inputs, [K, K]
     shared by all rows (K the row length in to_rows order) or [R, K, K] one per row (depthwise) — the
-    rows are quantized by GPTQ instead of independently."""
+    rows are quantized by GPTQ instead of independently. group_size > 0 adds integer per-group
+    multipliers (choose_groups); keep_zeros keeps exact zeros at zero (pruned weights; GPTQ then
+    moves their error onto the kept weights, as SparseGPT does). `rows_of` = (to_rows, from_rows)
+    overrides the row layout (GATHER tables, BATCH_MATMUL operands)."""
     bits = scheme_bits(bits, scheme)
-    rows = to_rows(w, row_axis).astype(np.float64)
-    g = choose_grid(rows, bits, scheme, scale_mode, per_row=per_channel)
+    to, back = rows_of or ((lambda a: to_rows(a, row_axis)), (lambda r: from_rows(r, w.shape, row_axis)))
+    rows = to(w).astype(np.float64)
+    mult = None
+    if group_size:
+        scale, mult = choose_groups(rows, bits, scheme, group_size, scale_mode, per_row=per_channel)
+        g = Grid(scale, levels(bits, scheme), expand_groups(mult, group_size, rows.shape[1]))
+    else:
+        g = choose_grid(rows, bits, scheme, scale_mode, per_row=per_channel)
+    zeros = (rows == 0) if keep_zeros and 0.0 in (g.grid if g.grid.ndim == 1 else g.grid[0]) else None
     rng = np.random.default_rng(seed)
     if hessian is not None and hessian.ndim == 3:
-        q = np.stack([gptq(rows[r:r + 1], g.sub(r), hessian[r], rounding, rng, damp)[0] for r in range(rows.shape[0])])
+        q = np.stack([gptq(rows[r:r + 1], g.sub(r), hessian[r], rounding, rng, damp,
+                           zeros=None if zeros is None else zeros[r:r + 1])[0] for r in range(rows.shape[0])])
     elif hessian is not None:
-        q = gptq(rows, g, hessian, rounding, rng, damp)
+        q = gptq(rows, g, hessian, rounding, rng, damp, zeros=zeros)
     else:
         q = g.quantize(rows, rounding, rng)
-    levels_ = from_rows(q, w.shape, row_axis)
+    if zeros is not None:
+        q = np.where(zeros, 0.0, q)
+    levels_ = back(q)
     codebook = None
     if scheme == "kmeans":
         codebook = g.grid.astype(np.int8) if per_channel else np.unique(g.grid[0]).astype(np.int8)
     scale = g.scale if per_channel else g.scale[:1]
     return QuantizedWeight(np.clip(np.round(levels_), -127, 127).astype(np.int8), scale.astype(np.float32),
-                           codebook, bits, scheme)
+                           codebook, bits, scheme, int(group_size),
+                           None if mult is None else mult.astype(np.uint8))
 
 
 def gptq(rows: np.ndarray, grid: Grid, H: np.ndarray, rounding: str = "nearest", rng=None,
-         damp: float = 0.01, block: int = 128) -> np.ndarray:
-    """GPTQ: integer levels of W [R, K] minimising ||(W - Q) X||² approximately, quantizing column j
-    then spreading its error over the columns not yet quantized through the Cholesky factor of H⁻¹."""
+         damp: float = 0.01, block: int = 128, zeros: np.ndarray | None = None) -> np.ndarray:
+    """GPTQ: stored levels of W [R, K] minimising ||(W - Q) X||² approximately, quantizing column j
+    then spreading its error over the columns not yet quantized through the Cholesky factor of H⁻¹.
+    `zeros` [R, K]: weights forced to level 0 (their error is spread like any other)."""
     W = rows.astype(np.float64).copy()
     R, K = W.shape
     H = np.asarray(H, np.float64).copy()
@@ -241,8 +333,8 @@ def gptq(rows: np.ndarray, grid: Grid, H: np.ndarray, rounding: str = "nearest",
         L = np.linalg.cholesky(np.linalg.inv(H))
         Hinv = L.T   # upper Cholesky factor of H^-1
     except np.linalg.LinAlgError:
-        return grid.quantize(rows, rounding, rng)
-    s = grid.scale
+        q = grid.quantize(rows, rounding, rng)
+        return q if zeros is None else np.where(zeros, 0.0, q)
     Q = np.zeros_like(W)
     for b0 in range(0, K, block):
         b1 = min(b0 + block, K)
@@ -251,11 +343,14 @@ def gptq(rows: np.ndarray, grid: Grid, H: np.ndarray, rounding: str = "nearest",
         Hb = Hinv[b0:b1, b0:b1]
         for j in range(b1 - b0):
             col = W1[:, j]
+            s, m = grid.col(b0 + j)
             if grid.grid.ndim == 1:
                 qj = _round_row(col / s, grid.grid, rounding, rng)
             else:
                 qj = np.array([_round_row(col[r:r + 1] / s[r], grid.grid[r], rounding, rng)[0] for r in range(R)])
-            Q[:, b0 + j] = qj
+            if zeros is not None:
+                qj = np.where(zeros[:, b0 + j], 0.0, qj)
+            Q[:, b0 + j] = qj * m
             e = (col - qj * s) / Hb[j, j]
             W1[:, j:] -= np.outer(e, Hb[j, j:])
             Err[:, j] = e

@@ -29,7 +29,7 @@ AUTO_BOOL = ("auto", True, False)
 
 @register_pass("quantize", dtype="int8", calibration="minmax", percentile=99.99, per_channel=True, io="int",
                weight_bits=8, weight_scheme="uniform", weight_scale="auto", rounding="nearest", seed=0,
-               loss_aware="auto", bias_correction="auto", ptq_samples=128, gptq_damp=0.01)
+               loss_aware="auto", bias_correction="auto", ptq_samples=128, gptq_damp=0.01, group_size=0)
 def quantize(g: Graph, ctx: PassContext) -> Graph:
     o = ctx.options
     for opts in [o] + [{**o, **extra} for _, extra in ctx.overrides]:
@@ -62,10 +62,22 @@ def _check_weight_options(o: dict) -> None:
     for k in ("loss_aware", "bias_correction"):
         if o[k] not in AUTO_BOOL:
             raise EdgecError(f"quantize: {k} must be true, false or \"auto\", not {o[k]!r}")
+    n = o["group_size"]
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise EdgecError(f"quantize: group_size must be a whole number >= 0, not {n!r}")
+    if n and not _groups_fit(o):
+        bits = qw.scheme_bits(o["weight_bits"], o["weight_scheme"])
+        raise EdgecError(f"quantize: per-group scales need uniform weights below 8 bits, ternary or binary, "
+                         f"not {bits}-bit {o['weight_scheme']}")
 
 
 def _low_bit(opts: dict) -> bool:
-    return opts["weight_bits"] < 8 or opts["weight_scheme"] != "uniform"
+    return opts["weight_bits"] < 8 or opts["weight_scheme"] != "uniform" or bool(opts["group_size"])
+
+
+def _groups_fit(opts: dict) -> bool:
+    bits = qw.scheme_bits(opts["weight_bits"], opts["weight_scheme"])
+    return opts["weight_scheme"] in qw.GROUP_SCHEMES and qw.group_mult_max(bits, opts["weight_scheme"]) >= 2
 
 
 def _flag(opts: dict, key: str) -> bool:
@@ -78,19 +90,56 @@ def _needs_prepare(opts: dict) -> bool:
             or _flag(opts, "loss_aware") or _flag(opts, "bias_correction"))
 
 
-def _weight_layout(op: Op, opts: dict, act: str) -> tuple[int, bool] | None:
-    """(row axis, per channel) of op's weight input 1, or None when the op has no such weight.
+GROUP_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "GATHER", "BATCH_MATMUL")
+
+
+class _Layout:
+    """Where an op's weight sits and how it is cut into rows (one per output channel, K along the
+    reduction; compiler/edgec/backends/c/pack_weights.weight_rows order): input index `k`, the
+    quantization `axis` (None: one scale), and rows/unrows functions."""
+
+    def __init__(self, k: int, axis: int | None, shape, row_axis: int = 0, bmm_adj_y: bool | None = None):
+        self.k, self.axis, self.shape = k, axis, tuple(shape)
+        self.row_axis, self.bmm_adj_y = row_axis, bmm_adj_y
+
+    def rows(self, w: np.ndarray) -> np.ndarray:
+        if self.bmm_adj_y is None:
+            return qw.to_rows(w, self.row_axis)
+        return (w if self.bmm_adj_y else np.swapaxes(w, -1, -2)).reshape(-1, w.shape[-1 if self.bmm_adj_y else -2])
+
+    def unrows(self, r: np.ndarray) -> np.ndarray:
+        if self.bmm_adj_y is None:
+            return qw.from_rows(r, self.shape, self.row_axis)
+        if self.bmm_adj_y:
+            return r.reshape(self.shape)
+        swapped = self.shape[:-2] + (self.shape[-1], self.shape[-2])
+        return np.swapaxes(r.reshape(swapped), -1, -2)
+
+
+def _weight_layout(g: Graph, op: Op, opts: dict, act: str) -> _Layout | None:
+    """The layout of op's float weight, or None when it has none the weight quantizers handle.
     FULLY_CONNECTED goes per channel for low-bit weights under int8 activations (LiteRT and TFLM
-    run it bit-exactly; TFLM refuses per-channel int16x8 FULLY_CONNECTED)."""
+    run it bit-exactly; TFLM refuses per-channel int16x8 FULLY_CONNECTED). GATHER tables and
+    BATCH_MATMUL operands keep one scale (their TFLite kernels take no other); their rows are the
+    table's entries and the rhs's output columns, where group multipliers give per-row precision."""
     d = opreg.get(op.type)
-    if 1 not in d.weights:
+    k = 0 if op.type == "GATHER" else 1
+    if k not in d.weights or len(op.inputs) <= k or op.inputs[k] is None:
         return None
+    t = g.tensors[op.inputs[k]]
+    if not t.is_const or t.dtype != "float32":
+        return None
+    if op.type == "GATHER":
+        return _Layout(0, None, t.shape)
+    if op.type == "BATCH_MATMUL":
+        return _Layout(1, None, t.shape, bmm_adj_y=bool(op.attrs.get("adj_y")))
     axis = d.weights[1]
     if axis is None:
         if op.type != "FULLY_CONNECTED":
-            return 0, False
-        return 0, bool(opts["per_channel"]) and _low_bit(opts) and act == "int8"
-    return axis, bool(opts["per_channel"])
+            return _Layout(1, None, t.shape)
+        per = bool(opts["per_channel"]) and _low_bit(opts) and act == "int8"
+        return _Layout(1, 0 if per else None, t.shape)
+    return _Layout(1, axis if opts["per_channel"] else None, t.shape, row_axis=axis)
 
 
 def _prepare_weights(g: Graph, ctx: PassContext) -> dict:
@@ -106,13 +155,16 @@ def _prepare_weights(g: Graph, ctx: PassContext) -> dict:
     if ctx.calibration is not None:
         n = min(len(ctx.calibration), int(ctx.options["ptq_samples"]))
         xs = [np.asarray(x[:n], g.tensors[name].dtype) for x, name in zip(ctx.calibration.xs, g.inputs)]
-    done = {"gptq": [], "bias_corrected": [], "trained": []}
+    done = {"gptq": [], "bias_corrected": [], "trained": [], "grouped": []}
     for op in list(g.ops):
         d = opreg.get(op.type)
         opts = ctx.op_options(op)
-        wt = g.t(op.inputs[1]) if len(op.inputs) > 1 else None
-        if act not in d.quant_dtypes or wt is None or not wt.is_const or wt.dtype != "float32":
+        if act not in d.quant_dtypes:
             continue
+        lay = _weight_layout(g, op, opts, act)
+        if lay is None:
+            continue
+        wt = g.tensors[op.inputs[lay.k]]
         if "qat_scale" in wt.meta:   # trained: store exactly the levels and scales QAT learned
             name, q = _store_trained(g, op, wt)
             prepared[name] = (q, wt.meta["qat_axis"])
@@ -120,13 +172,13 @@ def _prepare_weights(g: Graph, ctx: PassContext) -> dict:
             continue
         if not _needs_prepare(opts):
             continue
-        layout = _weight_layout(op, opts, act)
-        if layout is None:
-            continue
-        row_axis, per_channel = layout
+        group = int(opts["group_size"]) if op.type in GROUP_OPS else 0
+        if not group and lay.axis is None and op.type in ("GATHER", "BATCH_MATMUL") and opts["per_channel"] \
+                and _groups_fit(opts):   # "per channel" for one-scale ops: one multiplier per row
+            group = lay.rows(wt.data).shape[1]
         scale_mode = opts["weight_scale"] if opts["weight_scale"] != "auto" else \
             ("mse" if _low_bit(opts) else "max")
-        want_gptq = _flag(opts, "loss_aware") and xs is not None
+        want_gptq = _flag(opts, "loss_aware") and xs is not None and op.type != "GATHER"
         bias_k = d.bias
         has_bias = bias_k is not None and bias_k < len(op.inputs) and op.inputs[bias_k] is not None \
             and g.tensors[op.inputs[bias_k]].is_const and g.tensors[op.inputs[bias_k]].dtype == "float32"
@@ -139,17 +191,20 @@ def _prepare_weights(g: Graph, ctx: PassContext) -> dict:
             H = np.matmul(X.transpose(0, 2, 1), X) * (2.0 / X.shape[1])
             H = H[0] if H.shape[0] == 1 else H
             done["gptq"].append(op.name)
-        q = qw.quantize_weight(wt.data, row_axis, per_channel, opts["weight_bits"], opts["weight_scheme"],
-                               scale_mode, opts["rounding"], int(opts["seed"]), hessian=H,
-                               damp=float(opts["gptq_damp"]))
-        wq = q.dequantized(row_axis if per_channel else None)
+        q = qw.quantize_weight(wt.data, lay.row_axis, lay.axis is not None, opts["weight_bits"],
+                               opts["weight_scheme"], scale_mode, opts["rounding"], int(opts["seed"]), hessian=H,
+                               damp=float(opts["gptq_damp"]), group_size=group,
+                               keep_zeros=bool(wt.meta.get("sparsity")), rows_of=(lay.rows, lay.unrows))
+        if group:
+            done["grouped"].append(op.name)
+        wq = q.dequantized(lay.axis)
         new_w = g.const(wt.name + "_wq", wq)
-        op.inputs[1] = new_w
-        prepared[new_w] = (q, row_axis if per_channel else None)
+        op.inputs[lay.k] = new_w
+        prepared[new_w] = (q, lay.axis)
         if want_bc and X is not None:
             b = g.tensors[op.inputs[bias_k]]
             mean_x = X.mean(axis=1)                                # [R or 1, K]
-            dw = qw.to_rows(wq.astype(np.float64) - wt.data.astype(np.float64), row_axis)   # [R, K]
+            dw = lay.rows(wq.astype(np.float64) - wt.data.astype(np.float64))   # [R, K]
             err = (dw * mean_x).sum(axis=1)                        # E[W_q x] - E[W x] per channel
             op.inputs[bias_k] = g.const(b.name + "_bc", (b.data.astype(np.float64) - err).astype(np.float32))
             done["bias_corrected"].append(op.name)
@@ -159,18 +214,25 @@ def _prepare_weights(g: Graph, ctx: PassContext) -> dict:
         ctx.report["loss_aware_layers"] = len(done["gptq"])
         ctx.report["bias_corrected_layers"] = len(done["bias_corrected"])
         ctx.report["qat_layers"] = len(done["trained"])
+        ctx.report["group_scaled_layers"] = len(done["grouped"])
     return prepared
 
 
 def _store_trained(g: Graph, op: Op, wt):
     """A weight the qat pass trained: its learned scale and the integer levels its fake-quant forward
-    used (meta qat_scale/qat_levels), so the deployed model computes what training saw."""
+    used (meta qat_scale/qat_levels, and qat_codebook or qat_group_size/qat_group_mult where it
+    trained those), so the deployed model computes what training saw."""
     m = wt.meta
     scale = np.asarray(m["qat_scale"], np.float32).reshape(-1)
     levels = np.asarray(m["qat_levels"], np.int8)
-    q = qw.QuantizedWeight(levels, scale, None, int(m["qat_bits"]), m["qat_scheme"])
+    cb = m.get("qat_codebook")
+    mult = m.get("qat_group_mult")
+    q = qw.QuantizedWeight(levels, scale, None if cb is None else np.asarray(cb, np.int8), int(m["qat_bits"]),
+                           m["qat_scheme"], int(m.get("qat_group_size", 0) or 0),
+                           None if mult is None else np.asarray(mult, np.uint8))
     new_w = g.const(wt.name + "_qat", q.dequantized(m["qat_axis"]))
-    op.inputs[1] = new_w
+    k = op.inputs.index(wt.name)
+    op.inputs[k] = new_w
     return new_w, q
 
 
@@ -185,6 +247,12 @@ def _layer_inputs(g: Graph, op: Op, xs: list[np.ndarray]) -> np.ndarray | None:
     w = g.tensors[op.inputs[1]]
     if op.type == "FULLY_CONNECTED":
         return x.reshape(1, -1, w.shape[1])
+    if op.type == "BATCH_MATMUL":   # rows of a 2-D rhs all read the lhs rows
+        if len(w.shape) != 2:
+            return None
+        if op.attrs.get("adj_x"):
+            x = np.swapaxes(x, -1, -2)
+        return x.reshape(1, -1, x.shape[-1])
     if op.type not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         return None
     a = op.attrs
@@ -266,7 +334,10 @@ def _to_integer(g: Graph, ctx: PassContext, stats, prepared: dict | None = None)
                 qp[out] = QuantParams(scale, zp, bits=16 if act == "int16" else 8)
             elif d.out_quant == "same" and 0 in d.weights and g.tensors[op.inputs[0]].is_const:
                 # GATHER: its output holds the table's values, so it takes the table's parameters
-                qp[out] = _weight_params(g.tensors[op.inputs[0]].data, None)
+                if op.inputs[0] in (prepared or {}):
+                    qp[out] = QuantParams(prepared[op.inputs[0]][0].scale[:1], 0)
+                else:
+                    qp[out] = _weight_params(g.tensors[op.inputs[0]].data, None)
             elif d.out_quant == "same" and op.inputs[0] in qp and _single_activation_input(g, op):
                 qp[out] = qp[op.inputs[0]]
             else:
@@ -324,8 +395,11 @@ def _quantize_constants(g: Graph, ctx: PassContext, act: str, fallback: list[Op]
                 key = (name, "w", axis)
                 if key not in done:
                     done[key] = g.const(name + "_q", qwt.levels, q)
+                    meta = g.tensors[done[key]].meta
                     if qwt.codebook is not None:
-                        g.tensors[done[key]].meta["codebook"] = qwt.codebook
+                        meta["codebook"] = qwt.codebook
+                    if qwt.group_size:
+                        meta["group_size"], meta["group_mult"] = qwt.group_size, qwt.group_mult
                 op.inputs[k] = done[key]
                 continue
             if k in d.weights:

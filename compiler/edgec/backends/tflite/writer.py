@@ -37,7 +37,8 @@ def _int4_weights(g: Graph) -> set[str]:
             if i is not None:
                 readers.setdefault(i, set()).add(kind)
     return {n for n, t in g.tensors.items() if t.is_const and t.dtype == "int8" and t.quant is not None
-            and t.quant.bits == 4 and t.quant.scheme == "uniform" and readers.get(n) and readers[n] <= INT4_OPS
+            and t.quant.bits == 4 and t.quant.scheme == "uniform" and "group_mult" not in t.meta
+            and readers.get(n) and readers[n] <= INT4_OPS
             and int(t.data.min(initial=0)) >= -8 and int(t.data.max(initial=0)) <= 7}
 
 
