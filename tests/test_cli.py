@@ -182,3 +182,17 @@ def test_low_bit_flags_reach_the_quantize_pass(files, tmp_path, capsys):
     assert all(t.quant.scale.size == 1 and len(np.unique(t.data)) <= 16 for t in w)
     code, _, err = run_cli(["compile", files / "model.tflite", "-o", tmp_path / "c", "--scheme", "pow2"], capsys)
     assert code == 2 and "nothing is quantized" in err
+
+
+def test_group_granularity_flag(files, tmp_path, capsys):
+    base = ["compile", files / "model.tflite", "--calibration", files / "calib.npz", "--quantize", "int4", "--json"]
+    code, out, err = run_cli(base + ["-o", tmp_path / "g", "--granularity", "group:8"], capsys)
+    assert code == 0, err
+    q = [p for p in json.loads(out)["passes"] if p["name"] == "quantize"][0]
+    assert q["group_scaled_layers"] > 0
+    for bad, says in (("group:0", "granularity"), ("layer", "granularity")):
+        code, _, err = run_cli(base + ["-o", tmp_path / "x", "--granularity", bad], capsys)
+        assert code == 2 and says in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(["compile", files / "model.tflite", "--calibration", files / "calib.npz", "-o",
+                            tmp_path / "y", "--quantize", "int8", "--granularity", "group:8"], capsys)
+    assert code == 2 and "below 8 bits" in err
