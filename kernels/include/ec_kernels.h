@@ -10,6 +10,8 @@
 #include "ec_shape.h"
 #include "ec_opt.h"
 #include "ec_lowbit.h"
+#include "ec_sparse.h"
 #include "ec_matmul.h"
+#include "ec_lowbit_matmul.h"
 
 #endif /* EC_KERNELS_H */

@@ -18,6 +18,12 @@ Codes by scheme:
 Every scheme decodes through a table lut[code] (2^field_bits int8 entries per tensor; kmeans: the
 codebook itself, per tensor or per channel with stride n); the specialised kernels (int4 / int2 two's
 complement, binary) decode arithmetically instead and take no table.
+
+Group-quantized weights (/tmp/group.md: meta["group_size"] = N, meta["group_mult"] = uint8 [R, G]) hold
+the effective levels v = q * m in the container; the rows store the codes of q (uniform 2..4 bits and
+ternary as two's complement, binary as 1 bit) and a uint8 [R * G] array keeps the multipliers, row-major.
+Their kernels (*_s8g, ec_lowbit.h) compute acc = sum_g m[r, g] * sum_{j in g} q[r, j] * (x_j - in_zp),
+the int8 kernel's sum over v exactly.
 """
 from __future__ import annotations
 
@@ -29,12 +35,19 @@ from ...errors import EdgecError
 from ...ir import Tensor
 
 SCHEMES = ("uniform", "ternary", "binary", "pow2", "kmeans")
+GROUP_SCHEMES = {"uniform": (2, 3, 4), "ternary": (2,), "binary": (1,)}   # scheme -> widths of q
 
 
 def is_lowbit(t: Tensor | None) -> bool:
-    """Whether the C backend stores `t` packed (an int8 container of a sub-byte or codebook weight)."""
+    """Whether the C backend stores `t` packed (an int8 container of a sub-byte, codebook or group-quantized
+    weight; pack_tensor rejects a group-quantized one whose width is not 1..4)."""
     return (t is not None and t.is_const and t.dtype == "int8" and t.quant is not None
-            and (t.quant.bits < 8 or t.quant.scheme == "kmeans"))
+            and (t.quant.bits < 8 or t.quant.scheme == "kmeans" or is_grouped(t)))
+
+
+def is_grouped(t: Tensor | None) -> bool:
+    """Whether `t` carries per-group multipliers (/tmp/group.md)."""
+    return t is not None and t.meta.get("group_mult") is not None
 
 
 @dataclass
@@ -44,13 +57,16 @@ class Packed:
     k: int                    # fields per row
     field_bits: int
     row_bytes: int
-    kind: str                 # "w4", "w2", "w1" (arithmetic decode) or "lut"
-    lut: np.ndarray           # int8: [2^field_bits] (per tensor) or [rows, n] (per-channel codebook)
+    kind: str                 # "w4", "w2", "w1" (arithmetic decode), "lut", or "group" (codes of q, times mult)
+    lut: np.ndarray           # int8: [2^field_bits] (per tensor) or [rows, n] (per-channel codebook); group: q
     lut_stride: int           # entries between channels' tables (0: one table)
+    group_size: int = 0       # group: N
+    mult: np.ndarray | None = None   # group: uint8 [rows, G] multipliers
 
     @property
     def nbytes(self) -> int:
-        return int(self.data.size)
+        """Bytes stored for the weight: the packed rows, plus the group multipliers."""
+        return int(self.data.size) + (int(self.mult.size) if self.mult is not None else 0)
 
 
 def weight_rows(op_type: str, w: np.ndarray) -> np.ndarray:
@@ -104,8 +120,52 @@ def _codebook_rows(t: Tensor, rows: int, op_type: str) -> np.ndarray:
     return cb.astype(np.int8)
 
 
+def group_levels(t: Tensor, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(q [R, K] int64, multipliers uint8 [R, G], N) of the rows (v) of a group-quantized weight `t`,
+    checking /tmp/group.md's invariant v[r, j] == q[r, j] * m[r, j // N] with q on the scheme's grid."""
+    scheme, bits = t.quant.scheme, int(t.quant.bits)
+    v = np.asarray(rows, np.int64)
+    r, k = v.shape
+    where = f"weight {t.name} (group, {scheme}, {bits} bits)"
+    if bits not in GROUP_SCHEMES.get(scheme, ()):
+        raise EdgecError(f"{where}: group scales need uniform 2..4 bits, ternary 2 bits or binary 1 bit")
+    n = t.meta.get("group_size")
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise EdgecError(f"{where}: meta['group_size'] must be an integer >= 1, not {n!r}")
+    n = int(n)
+    g = -(-k // n)
+    m = np.asarray(t.meta["group_mult"])
+    if m.shape != (r, g):
+        raise EdgecError(f"{where}: meta['group_mult'] has shape {list(m.shape)}, expected [{r}, {g}] "
+                         f"({r} rows of {k} in groups of {n})")
+    if m.dtype.kind not in "iu" or (m.size and (m.min() < 1 or m.max() > 255)):
+        raise EdgecError(f"{where}: meta['group_mult'] must hold integers 1..255")
+    full = np.repeat(m.astype(np.int64), n, axis=1)[:, :k]
+    q = v // full
+    if scheme == "binary":
+        on_grid = np.abs(q) == 1
+    else:
+        lim = 1 if scheme == "ternary" else (1 << (bits - 1)) - 1
+        on_grid = np.abs(q) <= lim
+    bad = (q * full != v) | ~on_grid
+    if bad.any():
+        br, bj = (int(i) for i in np.argwhere(bad)[0])
+        raise EdgecError(f"{where}: row {br} element {bj} holds {int(v[br, bj])}, not q * {int(full[br, bj])} "
+                         f"(group {bj // n}'s multiplier) with q on the {scheme} grid")
+    return q, m.astype(np.uint8), n
+
+
 def encode(t: Tensor, rows: np.ndarray, op_type: str = "FULLY_CONNECTED") -> tuple[np.ndarray, int, np.ndarray, int]:
-    """(codes [rows, K], field_bits, lut, lut_stride) of the weight matrix `rows` of tensor `t`."""
+    """(codes [rows, K], field_bits, lut, lut_stride) of the weight matrix `rows` of tensor `t`.
+    For a group-quantized `t` the codes and table are those of q (rows / multipliers); group_levels
+    gives the multipliers."""
+    if is_grouped(t):
+        rows = group_levels(t, rows)[0]
+    return _encode_levels(t, rows, op_type)
+
+
+def _encode_levels(t: Tensor, rows: np.ndarray, op_type: str) -> tuple[np.ndarray, int, np.ndarray, int]:
+    """encode() of level values `rows` (for a group-quantized weight: q)."""
     q = t.quant
     scheme, bits = q.scheme, int(q.bits)
     v = np.asarray(rows, np.int64)
@@ -177,6 +237,12 @@ def unpack_codes(packed: np.ndarray, field_bits: int, k: int) -> np.ndarray:
 def pack_tensor(t: Tensor, op_type: str, specialise: bool = True) -> Packed:
     """The packed form of low-bit weight tensor `t` of an op of `op_type`."""
     rows = weight_rows(op_type, t.data)
+    if is_grouped(t):
+        q, mult, n = group_levels(t, rows)
+        codes, fb, lut, stride = _encode_levels(t, q, op_type)
+        data = pack_codes(codes, fb)
+        return Packed(data.reshape(-1), q.shape[0], q.shape[1], fb, data.shape[1], "group",
+                      np.asarray(lut, np.int8), stride, n, mult)
     codes, fb, lut, stride = encode(t, rows, op_type)
     data = pack_codes(codes, fb)
     kind = "lut"
@@ -191,6 +257,9 @@ def pack_tensor(t: Tensor, op_type: str, specialise: bool = True) -> Packed:
 def unpack(p: Packed) -> np.ndarray:
     """The int8 [rows, K] weight matrix a Packed decodes to (what the kernels compute with)."""
     codes = unpack_codes(p.data.reshape(p.rows, p.row_bytes), p.field_bits, p.k)
+    if p.mult is not None:   # v = q * m of each element's group
+        full = np.repeat(p.mult.astype(np.int64), p.group_size, axis=1)[:, :p.k]
+        return (p.lut[codes].astype(np.int64) * full).astype(np.int8)
     if p.lut_stride:
         return np.take_along_axis(p.lut.reshape(p.rows, p.lut_stride).astype(np.int64), codes, axis=1).astype(np.int8)
     return p.lut[codes].astype(np.int8)
@@ -213,7 +282,10 @@ def fc_lowbit_call(op, cx, wt: Tensor, args: list, fields: dict, scratch_fn):
     p = pack_tensor(wt, "FULLY_CONNECTED")
     args = list(args)
     args[1] = cx.array(op.name + "_wpacked", p.data, "uint8_t")
-    if p.kind != "lut":
+    if p.kind == "group":
+        kernel, struct = "ec_fully_connected_s8g", "ec_fc_s8g_params_t"
+        f = {**{f"fc.{k}": v for k, v in fields.items()}, **_group_fields(op, cx, p)}
+    elif p.kind != "lut":
         kernel, struct, f = f"ec_fully_connected_s8{p.kind}", "ec_fc_s8_params_t", dict(fields)
     else:
         kernel, struct = "ec_fully_connected_s8cb", "ec_fc_s8cb_params_t"
@@ -228,7 +300,17 @@ def conv_lowbit_call(op, cx, kernel: str, wt: Tensor, args: list, fields: dict, 
     p = pack_tensor(wt, op_type, specialise=False)
     args = list(args)
     args[1] = cx.array(op.name + "_wpacked", p.data, "uint8_t")
+    if p.kind == "group":
+        name = f"{kernel}_s8g"
+        f = {**{f"conv.{k}": v for k, v in fields.items()}, **_group_fields(op, cx, p)}
+        return name, args, ("ec_conv_s8g_params_t", f), scratch_fn(cx, name, fields)
     name = f"{kernel}_s8wN"
     f = {**{f"conv.{k}": v for k, v in fields.items()}, "bits": p.field_bits, "lut_stride": p.lut_stride,
          "lut": cx.array(op.name + "_wlut", p.lut, "int8_t")}
     return name, args, ("ec_conv_s8wN_params_t", f), scratch_fn(cx, name, fields)
+
+
+def _group_fields(op, cx, p: Packed) -> dict:
+    """The group fields of ec_fc_s8g_params_t / ec_conv_s8g_params_t; the multipliers go to flash."""
+    return {"bits": p.field_bits, "group_size": p.group_size, "groups": int(p.mult.shape[1]),
+            "mult": cx.array(op.name + "_wgmult", p.mult.reshape(-1), "uint8_t")}

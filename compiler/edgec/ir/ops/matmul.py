@@ -35,6 +35,35 @@ def _zp(t: Tensor) -> int:
 
 
 # ------------------------------------------------------------------------------------------------
+# packed low-bit tables / rhs (/tmp/lowbit.md, /tmp/group.md; kernels/include/ec_lowbit_matmul.h)
+
+def _packed_rows(t: Tensor, rows: np.ndarray | None, op_type: str):
+    """(packed uint8 rows, field bits, lut, lut_stride, group_size, multipliers uint8 [R * G] or None)
+    of low-bit constant `t` cut into `rows` [R, K], or None where the int8 container is as small
+    (not low-bit, not symmetric, or packing plus tables would not save bytes)."""
+    from ...backends.c import pack_weights as pw
+    if rows is None or not pw.is_lowbit(t) or np.any(t.quant.zero_point != 0):
+        return None
+    codes, fb, lut, stride = pw.encode(t, rows, op_type)     # grouped: the codes of q = v / multiplier
+    gs, mult = 0, None
+    if pw.is_grouped(t):
+        _, mult, gs = pw.group_levels(t, rows)
+        mult = mult.reshape(-1)
+    data = pw.pack_codes(codes, fb).reshape(-1)
+    if data.size + np.asarray(lut).size + (0 if mult is None else mult.size) >= np.asarray(rows).size:
+        return None
+    return data, fb, np.asarray(lut, np.int8), stride, gs, mult
+
+
+def _bmm_rhs_rows(op, bt: Tensor) -> np.ndarray:
+    """The constant rhs as [batch matrices * N, K]: one row per output column, K contiguous."""
+    b = np.asarray(bt.data)
+    if not op.attrs.get("adj_y"):
+        b = np.swapaxes(b, -1, -2)
+    return b.reshape(-1, b.shape[-1])
+
+
+# ------------------------------------------------------------------------------------------------
 # GATHER: inputs (params, indices int32); output params.shape[:axis] + indices.shape + params.shape[axis+1:]
 
 def _gather_axis(op, params: Tensor) -> int:
@@ -75,10 +104,24 @@ def _gather_c(op, ins, outs, cx):
     if p.dtype != out.dtype:
         raise EdgecError(f"GATHER {op.name}: table {p.dtype} != output {out.dtype}")
     axis = _gather_axis(op, p)
+    zero = _zp(out) if out.quant is not None and out.dtype in ("int8", "int16") else 0
+    if axis == 0 and p.dtype == "int8":
+        # a low-bit table is packed one row per lookup; other axes fetch strided pieces of rows, so
+        # their tables stay in the int8 container path below (exact, unpacked)
+        packed = _packed_rows(p, p.data.reshape(p.shape[0], -1) if p.is_const else None, "GATHER")
+        if packed is not None:
+            data, fb, lut, stride, gs, mult = packed
+            return CCall("ec_gather_s8wN", [cx.array(op.name + "_wpacked", data, "uint8_t"),
+                                            cx.ptr(op.inputs[1]), cx.ptr(op.outputs[0])],
+                         ("ec_gather_s8wN_params_t", {
+                             "num_rows": int(p.shape[0]), "num_indices": int(idx.size),
+                             "row_len": int(p.size // max(p.shape[0], 1)), "bits": fb, "lut_stride": stride,
+                             "group_size": gs, "zero": zero, "lut": cx.array(op.name + "_wlut", lut, "int8_t"),
+                             "group_mult": "NULL" if mult is None else
+                             cx.array(op.name + "_wmult", mult, "uint8_t")}))
     es = np.dtype(p.dtype).itemsize
     outer = int(np.prod(p.shape[:axis], dtype=np.int64))
     inner = int(np.prod(p.shape[axis + 1:], dtype=np.int64))
-    zero = _zp(out) if out.quant is not None and out.dtype in ("int8", "int16") else 0
     zero_bytes = np.asarray([zero], out.dtype).view(np.uint8)
     return CCall("ec_gather_x", [cx.ptr(op.inputs[0]), cx.ptr(op.inputs[1]), cx.ptr(op.outputs[0])],
                  ("ec_gather_params_t", {
@@ -195,23 +238,39 @@ def _bmm_geometry(op, a_shape, b_shape) -> dict:
             "rhs_stride_k": 1 if adj_y else n, "rhs_stride_n": k if adj_y else 1}
 
 
+def _bmm_args(op, cx, rhs: str | None = None) -> list[str]:
+    """lhs, rhs, out pointers; `rhs` (a packed array) stands for the rhs tensor, whose int8 copy
+    cx.ptr would otherwise emit."""
+    return [cx.ptr(op.inputs[0]), rhs or cx.ptr(op.inputs[1]), cx.ptr(op.outputs[0])]
+
+
 def _bmm_c(op, ins, outs, cx):
     at, bt, ot = ins[0], ins[1], outs[0]
     geo = _bmm_geometry(op, at.shape, bt.shape)
-    args = [cx.ptr(op.inputs[0]), cx.ptr(op.inputs[1]), cx.ptr(op.outputs[0])]
     if at.dtype == bt.dtype == ot.dtype == "float32":
-        return CCall("ec_batch_matmul_f32", args, ("ec_batch_matmul_f32_params_t", {
+        return CCall("ec_batch_matmul_f32", _bmm_args(op, cx), ("ec_batch_matmul_f32_params_t", {
             **{"dims." + k: v for k, v in geo.items()}}))
     if at.dtype == bt.dtype == ot.dtype == "int8":
         try:
             _check_per_tensor(op, at, bt, ot)
         except NotImplementedError as e:
             raise EdgecError(str(e)) from None
-        # a low-bit constant rhs (quantize weight_bits < 8) is read as its int8 container: exact, unpacked
         mult, shift = bmm_multiplier(at, bt, ot)
-        return CCall("ec_batch_matmul_s8", args, ("ec_batch_matmul_s8_params_t", {
-            **{"dims." + k: v for k, v in geo.items()}, "lhs_zp": _zp(at), "rhs_zp": _zp(bt),
-            "out_zp": _zp(ot), "mult": mult, "shift": shift}))
+        fields = {**{"dims." + k: v for k, v in geo.items()}, "lhs_zp": _zp(at), "rhs_zp": _zp(bt),
+                  "out_zp": _zp(ot), "mult": mult, "shift": shift}
+        packed = _packed_rows(bt, _bmm_rhs_rows(op, bt) if bt.is_const else None, "BATCH_MATMUL")
+        if packed is None:
+            return CCall("ec_batch_matmul_s8", _bmm_args(op, cx), ("ec_batch_matmul_s8_params_t", fields))
+        data, fb, lut, stride, gs, gmult = packed
+        # the rhs batch strides count packed rows: a matrix's K * N elements are N rows of K
+        row_strides = [int(v) // geo["k"] for v in geo["rhs_batch_stride"].strip("{}").split(",")]
+        fields = {"mm." + f: v for f, v in fields.items()}
+        fields["mm.dims.rhs_batch_stride"] = _carr(row_strides)
+        rhs = cx.array(op.name + "_wpacked", data, "uint8_t")
+        return CCall("ec_batch_matmul_s8wN", _bmm_args(op, cx, rhs), ("ec_batch_matmul_s8wN_params_t", {
+            **fields, "bits": fb, "lut_stride": stride, "group_size": gs,
+            "lut": cx.array(op.name + "_wlut", lut, "int8_t"),
+            "group_mult": "NULL" if gmult is None else cx.array(op.name + "_wmult", gmult, "uint8_t")}))
     raise EdgecError(f"BATCH_MATMUL {op.name}: the C backend runs int8 and float32, not "
                      f"{at.dtype} x {bt.dtype} -> {ot.dtype}")
 
