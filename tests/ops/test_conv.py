@@ -202,6 +202,14 @@ def test_depthwise_no_bias(dtype):
     opcheck.check_bit_exact(g, n=2)
 
 
+@pytest.mark.parametrize("mult_attr", [0, 1])
+def test_depthwise_writes_the_multiplier_the_shapes_imply(mult_attr):
+    # graphs built by hand may leave depth_multiplier at its default 0; TFLM loops over the written value
+    g = build("DEPTHWISE_CONV_2D", (1, 6, 5, 3), (1, 3, 3, 6),
+              A("DEPTHWISE_CONV_2D", stride_w=1, stride_h=1, depth_multiplier=mult_attr), "int8", True)
+    opcheck.check_bit_exact(g, n=2)
+
+
 def test_depthwise_int16_int32_bias_unsupported():
     # LiteRT rejects it and TFLM reads the int32 bias as int64: no reference to match.
     g = build("DEPTHWISE_CONV_2D", (1, 5, 5, 3), (1, 3, 3, 3),

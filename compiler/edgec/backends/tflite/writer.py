@@ -116,7 +116,10 @@ def write_tflite(g: Graph, description: str = "edgec") -> bytes:
         options = opreg.get(op.type).options
         if options is not None:
             o.builtinOptionsType = OPTIONS_CODES[options]
-            o.builtinOptions = attrs_to_options(options, op.attrs)
+            attrs = op.attrs
+            if op.type == "DEPTHWISE_CONV_2D":   # TFLM loops over it: write the one the shapes imply
+                attrs = {**attrs, "depth_multiplier": g.tensors[op.inputs[1]].shape[3] // g.tensors[op.inputs[0]].shape[3]}
+            o.builtinOptions = attrs_to_options(options, attrs)
         sg.operators.append(o)
     sg.inputs = np.array([index[n] for n in g.inputs], np.int32)
     sg.outputs = np.array([index[n] for n in g.outputs], np.int32)
