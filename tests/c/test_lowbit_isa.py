@@ -1,13 +1,18 @@
 """ISA variants of the packed low-bit kernels (kernels/include/ec_lowbit.h):
 kernels/cmsis/ec_fully_connected_s8w1.c (binary FC, Cortex-M DSP), kernels/cmsis/ec_conv2d_s8wN.c and
-kernels/neon/ec_conv2d_s8wN.c (int4 fast path, generic table path otherwise).
+kernels/neon/ec_conv2d_s8wN.c (int4 fast path, generic table path otherwise),
+kernels/cmsis/ec_depthwise_conv2d_s8wN.c and kernels/neon/ec_depthwise_conv2d_s8wN.c (weights decoded
+once per call for every scheme, SIMD over channels; the portable loop beyond 64 taps).
 
 Each runs cross-built in swept odd shapes (Cortex-M4 in the emulator, AArch64 under qemu and in the
 emulator) and must equal the ref variant's output and the numpy reference bit for bit on 100 random
 inputs; the emulator's instruction counts of model_invoke (graphs made only of the kernel under test)
 are printed, and the ISA variant must execute fewer instructions than ref where it has a fast path.
 The conv fallback graph mixes tables that share bits == 4 / lut_stride == 0 with int4 (pow2-4, a
-per-tensor kmeans-16 codebook), so the fast path's table check is exercised."""
+per-tensor kmeans-16 codebook), so the fast path's table check is exercised. The depthwise graphs
+(int4, binary, and a mix of int2 / ternary / pow2 / per-channel kmeans / int3 with one 72-tap layer)
+cover both SIMD paths of each variant: contiguous channels (depth multiplier 1) with an overlapped
+last block, and gathered channels (multipliers 2 and 3, fewer channels than a block)."""
 from __future__ import annotations
 
 import subprocess
@@ -23,7 +28,8 @@ from toolchain import need
 
 N = 100
 KROOT = __import__("pathlib").Path(__file__).resolve().parents[2] / "kernels"
-NEW = ["cmsis/ec_fully_connected_s8w1.c", "cmsis/ec_conv2d_s8wN.c", "neon/ec_conv2d_s8wN.c"]
+NEW = ["cmsis/ec_fully_connected_s8w1.c", "cmsis/ec_conv2d_s8wN.c", "neon/ec_conv2d_s8wN.c",
+       "cmsis/ec_depthwise_conv2d_s8wN.c", "neon/ec_depthwise_conv2d_s8wN.c", "ref/ec_depthwise_conv2d_s8wN.c"]
 COUNTS: dict = {}
 
 
@@ -67,11 +73,36 @@ def conv_graph(cases, seed: int = 31) -> Graph:
     return g
 
 
+def dw_graph(cases, seed: int = 41) -> Graph:
+    """DEPTHWISE_CONV_2D chain over 3 -> 3 -> 9 -> 9 -> 18 -> 18 (-> 18) channels: depth multipliers 1, 3,
+    1, 2, 1 (, 1); SAME / VALID, strides, dilations; C = 3 (fewer than a block: repeated lanes, and the
+    NEON window running past the input's end), 9 and 18 (overlapped last blocks); a sixth case adds a
+    9x8 kernel (72 taps: beyond the stack buffer, the portable loop). cases[k] as conv_graph's."""
+    rng = np.random.default_rng(seed)
+    g = Graph(name="dw_chain")
+    g.add_tensor(Tensor("x", (1, 13, 15, 3), "int8", quant=qp(0.03, -4)))
+    layers = [((1, 3, 3, 3), S(1, 1, act="RELU", depth_multiplier=1)),
+              ((1, 3, 3, 9), S(2, 2, "SAME", depth_multiplier=3)),
+              ((1, 2, 3, 9), S(1, 1, "SAME", act="RELU6", depth_multiplier=1, dilation_h_factor=2)),
+              ((1, 3, 3, 18), S(1, 1, "VALID", depth_multiplier=2, dilation_w_factor=2)),
+              ((1, 3, 2, 18), S(2, 1, "SAME", depth_multiplier=1)),
+              ((1, 9, 8, 18), S(3, 3, "SAME", depth_multiplier=1))]
+    x = "x"
+    for k, ((shape, attrs), case) in enumerate(zip(layers, cases)):
+        x = add_layer(g, "DEPTHWISE_CONV_2D", x, shape, attrs, rng, case, k % 2 == 0, f"d{k}", bias=k != 1)
+    g.inputs, g.outputs = ["x"], [x]
+    return g
+
+
 GRAPHS = {
     "fc_w1": (fc_w1_graph, "ec_fully_connected_s8w1"),
     "conv_w4": (lambda: conv_graph([U4] * 5), "ec_conv2d_s8wN"),
     "conv_mixed": (lambda: conv_graph([("pow2", 4, None), ("kmeans", 4, 16), U4, ("uniform", 3, None),
                                        ("kmeans", 4, 16)], seed=32), "ec_conv2d_s8wN"),
+    "dw_w4": (lambda: dw_graph([U4] * 5), "ec_depthwise_conv2d_s8wN"),
+    "dw_w1": (lambda: dw_graph([("binary", 1, None)] * 5, seed=42), "ec_depthwise_conv2d_s8wN"),
+    "dw_mixed": (lambda: dw_graph([("uniform", 2, None), ("ternary", 2, None), ("kmeans", 4, 16), ("pow2", 4, None),
+                                   ("kmeans", 2, 3), ("uniform", 3, None)], seed=43), "ec_depthwise_conv2d_s8wN"),
 }
 _cache: dict = {}
 
@@ -150,7 +181,8 @@ def test_compiles_warning_free(tmp_path, cc, flags):
         assert r.returncode == 0, f"{rel}:\n{r.stderr}"
 
 
-M4_CASES = [("fc_w1", True), ("conv_w4", True), ("conv_mixed", False)]
+M4_CASES = [("fc_w1", True), ("conv_w4", True), ("conv_mixed", False), ("dw_w4", True), ("dw_w1", True),
+            ("dw_mixed", True)]
 
 
 @pytest.mark.parametrize("name,faster", M4_CASES, ids=[c[0] for c in M4_CASES])
@@ -183,7 +215,7 @@ def test_cortex_m0plus_portable(tmp_path, name):
     assert np.array_equal(got, want[:20]), "cmsis on M0+: " + _diff(got, want[:20])
 
 
-A64_CASES = [("conv_w4", True), ("conv_mixed", False)]
+A64_CASES = [("conv_w4", True), ("conv_mixed", False), ("dw_w4", True), ("dw_w1", True), ("dw_mixed", True)]
 
 
 @pytest.mark.parametrize("name,faster", A64_CASES, ids=[c[0] for c in A64_CASES])
@@ -215,3 +247,68 @@ def test_graphs_use_the_kernels():
         g, kernel = GRAPHS[name][0](), GRAPHS[name][1]
         ks = emit_c(g, variants=("cmsis", "ref")).kernels
         assert set(ks) == {kernel}, ks
+
+
+REQUANT_CHECK = r"""
+static uint32_t state = 2463534242u;
+static uint32_t rnd(void) {
+    state ^= state << 13;
+    state ^= state >> 17;
+    state ^= state << 5;
+    return state;
+}
+
+/* ec_dw_lanes' fast flag == its stated bound, and ec_dw_requant(fast) == ec_requantize on accumulators
+ * inside the bound (the extremes, random values); mults: QuantizeMultiplier's [2^30, 2^31), 2^30
+ * itself (a rounding tie on every odd product), INT32_MAX, and arbitrary (negative) ones. Returns
+ * mismatches + 1000 * wrong flags; *n_fast counts the fast lanes checked. */
+int check(int32_t *n_fast) {
+    int32_t bad = 0, flags = 0, fast_lanes = 0;
+    for (int32_t i = 0; i < 6000; i++) {
+        const int32_t shift = (int32_t)(rnd() % 62u) - 32;   /* -32 .. 29 */
+        const uint32_t kind = rnd() % 4u;
+        const int32_t mult = kind == 0 ? (int32_t)(0x40000000u | (rnd() >> 2)) : kind == 1 ? 0x40000000
+                           : kind == 2 ? INT32_MAX : (int32_t)rnd();
+        const int32_t bias = (int32_t)(rnd() >> (1u + rnd() % 31u)) * ((rnd() & 1u) ? 1 : -1);
+        const int32_t mults[4] = {mult, mult, mult, mult}, shifts[4] = {shift, shift, shift, shift};
+        const int32_t biases[4] = {bias, bias, bias, bias}, oc[4] = {0, 1, 2, 3};
+        ec_conv_s8_params_t c;
+        __builtin_memset(&c, 0, sizeof c);
+        c.k_h = 3;
+        c.k_w = 3;
+        c.mult = mults;
+        c.shift = shifts;
+        ec_dw_lane_t q[4];
+        const int fast = ec_dw_lanes(&c, biases, oc, q);
+        const int32_t left = shift > 0 ? shift : 0;
+        const int64_t bound = (bias < 0 ? -(int64_t)bias : bias) + 9 * 255 * 128;
+        const int want = left <= 28 && -shift <= 31 && bound < ((int64_t)1 << (29 - left));
+        if (fast != want) flags++;
+        if (!fast) continue;
+        const int32_t lim = (int32_t)bound;
+        for (int32_t j = 0; j < 8; j++) {
+            int32_t acc = j == 0 ? lim : j == 1 ? -lim : (int32_t)(rnd() % (2u * (uint32_t)lim + 1u)) - lim;
+            if (ec_dw_requant(&q[0], 1, acc) != ec_requantize(acc, mult, shift)) bad++;
+            fast_lanes++;
+        }
+    }
+    *n_fast = fast_lanes;
+    return bad + 1000 * flags;
+}
+int32_t n_fast;
+int run_check(void) { return check(&n_fast); }
+"""
+
+
+def test_cmsis_dw_requant_identity():
+    """The Cortex-M depthwise kernel's SMMULR requantization equals ec_requantize wherever its per-block
+    bound admits it, and the bound is the one its comment states (run on the emulated Cortex-M4)."""
+    need("arm-none-eabi-gcc", emulator=True)
+    from edgec.run.emulate import Emulator, build_elf
+    # the kernel's text inlined (its static helpers become visible; the build cache keys on it)
+    src = (KROOT / "cmsis" / "ec_depthwise_conv2d_s8wN.c").read_text() + REQUANT_CHECK
+    elf = build_elf([("dw_requant_check.c", src)], "cortex-m4", include_dirs=[KROOT / "include"])
+    emu = Emulator(elf, "cortex-m4")
+    assert emu.call("run_check") == 0
+    n_fast = int.from_bytes(emu.read("n_fast", 4), "little")
+    assert n_fast > 10000, n_fast   # most draws are inside the bound
