@@ -149,19 +149,6 @@ def kernels_used(g: Graph, variants=("ref",)) -> dict:
     return emit_c(g, variants=variants).kernels
 
 
-@pytest.fixture
-def no_sparse(monkeypatch):
-    """Keep the C backend's sparse storage (backends/c/sparse_weights.py) out of the way: it may store a
-    weight as sparse int8 values where that is smaller than packed q + multipliers (group size 1), and
-    these tests are about the group kernels. test_default_storage runs the unpatched choice."""
-    try:
-        from edgec.backends.c import sparse_weights
-    except ImportError:
-        return
-    monkeypatch.setattr(sparse_weights, "conv_sparse_call", lambda *a, **k: None)
-    monkeypatch.setattr(sparse_weights, "fc_sparse_call", lambda *a, **k: None)
-
-
 # ------------------------------------------------------------------------------------------------
 # bit-exact on the host: C == TFLite Micro == reference
 

@@ -174,7 +174,7 @@ FC_KERNEL = {("uniform", 4): "ec_fully_connected_s8w4", ("uniform", 2): "ec_full
 @pytest.mark.parametrize("shape", [(37, 11, 3), (8, 5, 1), (1, 3, 2), (70, 9, 1)], ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("case", [c for c in CASES if c[0] in ("uniform", "ternary", "binary") or c[2] == 16],
                          ids=lambda c: f"{c[0]}{c[1]}")
-def test_fc_kernels(case, shape):
+def test_fc_kernels(case, shape, no_sparse):
     """Each FC kernel over odd / tail-only / multiple-of-8 row lengths (the w4 / w2 / w1 loops' tails)."""
     n_in, n_out, batch = shape
     g = fc_graph(case, per_channel=(n_in % 2 == 1), n_in=n_in, n_out=n_out, batch=batch, seed=n_in)

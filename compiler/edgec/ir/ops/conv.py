@@ -287,6 +287,10 @@ def _conv_family_c(op: Op, cx, kernel: str, it: Tensor, ft: Tensor, bt: Tensor |
         fields.update(in_zp=_zp(it), out_zp=_zp(ot), act_min=lo, act_max=hi,
                       mult=cx.array(op.name + "_mult", mult, "int32_t"),
                       shift=cx.array(op.name + "_shift", shift, "int32_t"))
+    from ...backends.c.sparse_weights import conv_sparse_call
+    call = conv_sparse_call(op, cx, kernel, suffix, groups, ft, bt, fields, in_name)   # sparse int8 CONV_2D weights
+    if call:
+        return call
     from ...backends.c.pack_weights import conv_lowbit_call, is_lowbit
     if (suffix == "s8" and groups == 1 and kernel in ("ec_conv2d", "ec_depthwise_conv2d")
             and is_lowbit(ft)):   # packed sub-byte / codebook weights: kernels/include/ec_lowbit.h
@@ -568,6 +572,10 @@ def _fc_c(op, ins, outs, cx):
     act = op.attrs["fused_activation_function"]
     if act not in C_ACTIVATIONS:
         raise EdgecError(f"FULLY_CONNECTED {op.name}: the C backend has no fused {act} activation")
+    from ...backends.c.sparse_weights import fc_sparse_call
+    call = fc_sparse_call(op, cx, it, wt, bt, ot)   # int8 weights stored sparse where that is smaller
+    if call:
+        return call
     dims = {"batches": it.size // i, "in_features": i, "out_features": o}
     kernel = "ec_fully_connected_f32" if it.dtype == "float32" else "ec_fully_connected_s8"
     opt = cx.variant(kernel) == "opt"   # weights re-laid out for kernels/opt/ (ec_opt.h), added below

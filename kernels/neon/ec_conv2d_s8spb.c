@@ -1,0 +1,9 @@
+#include "ec_sparse_neon.h"
+
+/* CONV_2D int8 with block CSR sparse weights for arm64 NEON: each output pixel's patch
+ * (ec_sparse_patch) times the filter rows (cores in ec_sparse_neon.h); bit-exact with
+ * kernels/ref/ec_conv2d_s8spb.c. Scratch as ref: the patch, k_h * k_w * in_c bytes (none for 1x1). */
+void ec_conv2d_s8spb(const ec_conv_s8sp_params_t *p, const int8_t *in, const int8_t *w, const int32_t *bias,
+                     int8_t *out, void *scratch) {
+    EC_SPARSE_CONV(EC_SPARSE_NEON_ROWS_B, p, in, w, bias, out, scratch);
+}
