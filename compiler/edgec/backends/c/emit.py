@@ -4,6 +4,9 @@ emit_c(graph) -> CProject: model.h (the API: arena size, shapes and quantization
 caller-owned buffers), model.c (weights as const arrays, per-layer parameters precomputed here as
 const structs, straight-line kernel calls), the kernels the model uses (one file each, from the
 target's preferred variant folder, else ref/), a Makefile and a CMakeLists.txt.
+
+entropy="init" | "layer" stores the const arrays that shrink as rANS streams, decoded into static RAM
+once by model_init() or before each layer (entropy.py); the kernels read the decoded arrays.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from ...errors import EdgecError
 from ...ir import Graph
 from ...ir import ops as opreg
 from ...paths import data_dir
+from .entropy import DECODER, EntropyReport, EntropyStore, check_mode
 from .plan_memory import MemoryPlan, plan_memory
 
 CTYPES = {"float32": "float", "int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t",
@@ -45,7 +49,7 @@ def c_literal(v) -> str:
 class CEmit:
     """What an op's C emitter may ask of the code generator."""
 
-    def __init__(self, g: Graph, variants: tuple[str, ...], prefix: str):
+    def __init__(self, g: Graph, variants: tuple[str, ...], prefix: str, entropy: str = "off"):
         self.g = g
         self.variants = variants
         self.prefix = prefix
@@ -54,6 +58,10 @@ class CEmit:
         self._names: set[str] = set()
         self.plan: MemoryPlan | None = None
         self.scratch_expr = "NULL"
+        self.entropy = None
+        if entropy != "off":
+            self._names.add(f"{prefix}_ready")
+            self.entropy = EntropyStore(entropy, self._symbol, decls=self.decls)
 
     # -- kernels ---------------------------------------------------------------------------------
     def variant(self, kernel: str) -> str:
@@ -75,9 +83,18 @@ class CEmit:
         return name
 
     def array(self, base: str, values, ctype: str) -> str:
-        """A static const array in flash; returns its symbol."""
+        """A static const array in flash; returns the C expression kernels read it through (its symbol,
+        or, entropy-coded, its decoded copy in RAM)."""
+        return self._ref(self._store(base, values, ctype))
+
+    def _ref(self, sym: str) -> str:
+        return self.entropy.ref(sym) if self.entropy is not None and self.entropy.is_coded(sym) else sym
+
+    def _store(self, base: str, values, ctype: str) -> str:
         values = np.asarray(values).reshape(-1)
         sym = self._symbol(base)
+        if self.entropy is not None and self.entropy.store(sym, values, ctype):
+            return sym
         per_line = 16 if ctype in ("int8_t", "uint8_t", "int16_t") else 8
         body = ",\n".join("    " + ", ".join(c_literal(v) for v in values[i:i + per_line])
                           for i in range(0, len(values), per_line)) or "    0"
@@ -92,8 +109,8 @@ class CEmit:
         if t.is_const:
             if name not in self._symbols:
                 data = t.data.view(np.uint16) if t.dtype == "float16" else t.data
-                self._symbols[name] = self.array(name, data, CTYPES[t.dtype])
-            return self._symbols[name]
+                self._symbols[name] = self._store(name, data, CTYPES[t.dtype])
+            return self._ref(self._symbols[name])
         if name in self.g.inputs:
             return f"in{self.g.inputs.index(name)}"
         if name in self.g.outputs:
@@ -116,6 +133,7 @@ class CProject:
     plan: MemoryPlan
     kernels: dict[str, str] = field(default_factory=dict)   # kernel -> variant
     prefix: str = "model"
+    entropy: EntropyReport | None = None     # entropy coding's arrays, bytes and RAM (None: off)
 
     @property
     def digest(self) -> str:
@@ -125,12 +143,15 @@ class CProject:
         return h.hexdigest()[:16]
 
 
-def emit_c(g: Graph, model_name: str = "model", variants: tuple[str, ...] = ("ref",), prefix: str = "model") -> CProject:
+def emit_c(g: Graph, model_name: str = "model", variants: tuple[str, ...] = ("ref",), prefix: str = "model",
+           entropy: str = "off") -> CProject:
+    """entropy: "off", "init" or "layer" (module docstring; backends/c/entropy.py)."""
+    check_mode(entropy)
     known = sorted(p.name for p in data_dir("kernels").iterdir() if p.is_dir() and p.name != "include")
     if set(variants) - set(known):
         raise EdgecError(f"unknown kernel variant(s) {', '.join(sorted(set(variants) - set(known)))}; "
                          f"known: {', '.join(known)}")
-    cx = CEmit(g, tuple(variants) + (() if "ref" in variants else ("ref",)), prefix)
+    cx = CEmit(g, tuple(variants) + (() if "ref" in variants else ("ref",)), prefix, entropy)
     unsupported = sorted({op.type for op in g.ops if opreg.get(op.type).c is None})
     if unsupported:
         raise EdgecError(f"the C backend has no kernel yet for {', '.join(unsupported)}")
@@ -150,16 +171,22 @@ def emit_c(g: Graph, model_name: str = "model", variants: tuple[str, ...] = ("re
             lines.append(f"    /* {k}: {op.type} {op.name}: aliases its input */")
             continue
         cx.scratch_expr = f"(void *)(arena + {plan.scratch[k][0]})" if k in plan.scratch else "NULL"
+        if cx.entropy is not None:
+            cx.entropy.begin_op()
         call = d.c(op, [g.t(i) for i in op.inputs], [g.tensors[o] for o in op.outputs], cx)
         kernels[call.kernel] = cx.variant(call.kernel)
         args = list(call.args)
         if call.params is not None:
             args.insert(0, "&" + cx.params(*call.params))
         lines.append(f"    EC_LAYER_BEGIN({k}, \"{op.name[-60:]}\");")
+        if cx.entropy is not None:   # layer: this op's coded arrays, decoded into the shared buffer
+            lines += cx.entropy.end_op()
         lines.append(f"    {call.kernel}({', '.join(args)});")
         lines.append(f"    EC_LAYER_END({k}, \"{op.name[-60:]}\");")
+    if cx.entropy is not None and cx.entropy.coded:
+        kernels[DECODER] = cx.variant(DECODER)
     files = {}
-    files["model.h"] = _header(g, model_name, plan, prefix).encode()
+    files["model.h"] = _header(g, model_name, plan, prefix, cx.entropy).encode()
     files["model.c"] = _source(g, model_name, cx, lines, prefix).encode()
     kroot = data_dir("kernels")
     for h in sorted((kroot / "include").glob("*.h")):
@@ -168,7 +195,8 @@ def emit_c(g: Graph, model_name: str = "model", variants: tuple[str, ...] = ("re
         files[f"kernels/{kernel}.c"] = (kroot / variant / f"{kernel}.c").read_bytes()
     files["Makefile"] = _makefile(prefix, sorted(kernels)).encode()
     files["CMakeLists.txt"] = _cmake(prefix, sorted(kernels)).encode()
-    return CProject(files, plan.arena_size, plan, kernels, prefix)
+    return CProject(files, plan.arena_size, plan, kernels, prefix,
+                    cx.entropy.report() if cx.entropy is not None else None)
 
 
 class _Probe:
@@ -206,7 +234,7 @@ def _io_params(g: Graph) -> list[str]:
     return ps
 
 
-def _header(g: Graph, model_name: str, plan: MemoryPlan, prefix: str) -> str:
+def _header(g: Graph, model_name: str, plan: MemoryPlan, prefix: str, entropy: EntropyStore | None) -> str:
     P = prefix.upper()
     out = [HEADER.format(version=__version__, model=model_name),
            f"#ifndef {P}_H", f"#define {P}_H", "", "#include <stddef.h>", "#include <stdint.h>", "",
@@ -224,7 +252,18 @@ def _header(g: Graph, model_name: str, plan: MemoryPlan, prefix: str) -> str:
             if t.quant is not None:
                 out.append(f"#define {P}_{kind}{k}_SCALE {c_literal(float(t.quant.scale[0]))}")
                 out.append(f"#define {P}_{kind}{k}_ZERO_POINT {int(t.quant.zero_point[0])}")
-    out += ["", "/* Runs the model once. Returns 0, or -1 if the arena is misaligned. */",
+    if entropy is not None:
+        init = entropy.mode == "init"
+        where = f"every coded array, decoded once by {prefix}_init()" if init else \
+            "the coded arrays of one layer, decoded right before it runs"
+        does = (f"decodes every coded array, once. Returns 0, or -1 if a stream is corrupt; {prefix}_invoke "
+                f"calls it on first use" if init else "nothing to decode up front (each layer decodes its own "
+                "arrays into the shared buffer); returns 0")
+        out += ["", f"/* Static RAM (outside the arena) for entropy-decoded weights: {where}. */",
+                f"#define {P}_DECODE_BYTES {entropy.report().ram_bytes}",
+                f"/* Entropy {entropy.mode}: {does}. */", f"int {prefix}_init(void);"]
+    out += ["", "/* Runs the model once. Returns 0, or -1 if the arena is misaligned"
+            + (" or coded weights fail to decode" if entropy is not None else "") + ". */",
             f"int {prefix}_invoke(uint8_t *arena, {', '.join(_io_params(g))});",
             "/* The same with input/output pointer arrays, for generic harnesses. */",
             f"int {prefix}_invoke_v(uint8_t *arena, const void *const *inputs, void *const *outputs);",
@@ -235,21 +274,34 @@ def _header(g: Graph, model_name: str, plan: MemoryPlan, prefix: str) -> str:
 def _source(g: Graph, model_name: str, cx: CEmit, lines: list[str], prefix: str) -> str:
     args_v = [f"(const {CTYPES[g.tensors[n].dtype]} *)inputs[{k}]" for k, n in enumerate(g.inputs)]
     args_v += [f"({CTYPES[g.tensors[n].dtype]} *)outputs[{k}]" for k, n in enumerate(g.outputs)]
+    ent = cx.entropy
     return "\n".join([
         HEADER.format(version=__version__, model=model_name),
         '#include "model.h"',
-        '#include "ec_kernels.h"', "",
+        '#include "ec_kernels.h"', *(['#include "ec_entropy.h"'] if ent is not None else []), "",
         "/* Per-layer hooks (profiling harnesses define them); empty by default. */",
         "#ifndef EC_LAYER_BEGIN", "#define EC_LAYER_BEGIN(index, name)", "#endif",
         "#ifndef EC_LAYER_END", "#define EC_LAYER_END(index, name)", "#endif", "",
+        *(ent.head_decls() if ent is not None else []),
         *cx.decls, "",
+        *(_init_function(ent, prefix) if ent is not None else []),
         f"int {prefix}_invoke(uint8_t *arena, {', '.join(_io_params(g))}) {{",
         "    if (((uintptr_t)arena & 15u) != 0) return -1;",
+        *([f"    if (!{prefix}_ready && {prefix}_init() != 0) return -1;"] if ent is not None and ent.mode == "init"
+          else []),
         "    (void)arena;",
         *lines,
         "    return 0;", "}", "",
         f"int {prefix}_invoke_v(uint8_t *arena, const void *const *inputs, void *const *outputs) {{",
         f"    return {prefix}_invoke(arena, {', '.join(args_v)});", "}", ""])
+
+
+def _init_function(ent: EntropyStore, prefix: str) -> list[str]:
+    """model_init: init decodes every coded array once (model_invoke calls it on first use)."""
+    if ent.mode != "init":
+        return [f"int {prefix}_init(void) {{", "    return 0;", "}", ""]
+    return [f"static int {prefix}_ready;", "",
+            f"int {prefix}_init(void) {{", *ent.init_lines(), f"    {prefix}_ready = 1;", "    return 0;", "}", ""]
 
 
 def _makefile(prefix: str, kernels: list[str]) -> str:
