@@ -107,7 +107,7 @@ class _Cx:
     def ptr(self, name):
         return name
 
-    def array(self, base, values, ctype):
+    def array(self, base, values, ctype, weight=False):
         self.arrays[base] = np.asarray(values)
         return base
 

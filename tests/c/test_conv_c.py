@@ -166,7 +166,7 @@ class _ArrayRecorder:
     last: dict = {}
     scratch_expr = "NULL"
 
-    def array(self, base, values, ctype):
+    def array(self, base, values, ctype, weight=False):
         _ArrayRecorder.last[base.rsplit("_", 1)[-1]] = list(np.asarray(values).reshape(-1))
         return "NULL"
 

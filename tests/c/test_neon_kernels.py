@@ -257,7 +257,7 @@ class FakeCx:
     def variant(self, kernel):
         return self._variant if (KROOT / self._variant / f"{kernel}.c").is_file() else "ref"
 
-    def array(self, base, values, ctype):
+    def array(self, base, values, ctype, weight=False):
         key = f"@{len(self.arrays)}"
         self.arrays[key] = np.asarray(values).reshape(-1)
         return key

@@ -5,7 +5,9 @@ from ..ir import Graph
 from ..ir import ops as opreg
 
 
-def layer_rows(g: Graph) -> list[dict]:
+def layer_rows(g: Graph, stored: dict[str, int] | None = None) -> list[dict]:
+    """Per-op figures; `stored` (op -> bytes, from the C backend) replaces the IR's count of weight
+    bytes with what the deployed C artifact holds (packed, sparse, entropy-coded or re-laid out)."""
     rows = []
     for op in g.ops:
         ins = [g.t(i) for i in op.inputs]
@@ -14,8 +16,8 @@ def layer_rows(g: Graph) -> list[dict]:
         rows.append({
             "name": op.name, "op": op.type,
             "macs": int(d.macs(op, ins, outs)),
-            "weight_bytes": int(sum(t.nbytes for k, t in enumerate(ins)
-                                    if t is not None and t.is_const and k not in d.int_operands)),
+            "weight_bytes": int(stored.get(op.name, 0)) if stored is not None else
+            int(sum(t.nbytes for k, t in enumerate(ins) if t is not None and t.is_const and k not in d.int_operands)),
             "activation_bytes": int(sum(t.nbytes for t in outs)),
             "instructions": None, "cycles_est": None, "energy_uj_est": None,
         })
@@ -28,8 +30,8 @@ def params(g: Graph) -> int:
 
 def build_report(model: str, target: str | None, recipe: list[str], float_graph: Graph, g: Graph,
                  tflite_bytes: int | None, passes: list[dict], evaluation: dict | None,
-                 artifacts: dict) -> dict:
-    rows = layer_rows(g)
+                 artifacts: dict, stored_weight_bytes: dict[str, int] | None = None) -> dict:
+    rows = layer_rows(g, stored_weight_bytes)
     ev = evaluation or {}
     return {
         "model": model, "target": target, "recipe": recipe,

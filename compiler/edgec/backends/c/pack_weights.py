@@ -281,7 +281,7 @@ def fc_lowbit_call(op, cx, wt: Tensor, args: list, fields: dict, scratch_fn):
     args: the int8 kernel's [in, w, bias, out, scratch] (w replaced here)."""
     p = pack_tensor(wt, "FULLY_CONNECTED")
     args = list(args)
-    args[1] = cx.array(op.name + "_wpacked", p.data, "uint8_t")
+    args[1] = cx.array(op.name + "_wpacked", p.data, "uint8_t", weight=True)
     if p.kind == "group":
         kernel, struct = "ec_fully_connected_s8g", "ec_fc_s8g_params_t"
         f = {**{f"fc.{k}": v for k, v in fields.items()}, **_group_fields(op, cx, p)}
@@ -290,7 +290,7 @@ def fc_lowbit_call(op, cx, wt: Tensor, args: list, fields: dict, scratch_fn):
     else:
         kernel, struct = "ec_fully_connected_s8cb", "ec_fc_s8cb_params_t"
         f = {**{f"fc.{k}": v for k, v in fields.items()}, "bits": p.field_bits, "lut_stride": p.lut_stride,
-             "lut": cx.array(op.name + "_wlut", p.lut, "int8_t")}
+             "lut": cx.array(op.name + "_wlut", p.lut, "int8_t", weight=True)}
     return kernel, args, (struct, f), scratch_fn(cx, kernel, fields)
 
 
@@ -299,18 +299,18 @@ def conv_lowbit_call(op, cx, kernel: str, wt: Tensor, args: list, fields: dict, 
     op_type = "DEPTHWISE_CONV_2D" if kernel == "ec_depthwise_conv2d" else "CONV_2D"
     p = pack_tensor(wt, op_type, specialise=False)
     args = list(args)
-    args[1] = cx.array(op.name + "_wpacked", p.data, "uint8_t")
+    args[1] = cx.array(op.name + "_wpacked", p.data, "uint8_t", weight=True)
     if p.kind == "group":
         name = f"{kernel}_s8g"
         f = {**{f"conv.{k}": v for k, v in fields.items()}, **_group_fields(op, cx, p)}
         return name, args, ("ec_conv_s8g_params_t", f), scratch_fn(cx, name, fields)
     name = f"{kernel}_s8wN"
     f = {**{f"conv.{k}": v for k, v in fields.items()}, "bits": p.field_bits, "lut_stride": p.lut_stride,
-         "lut": cx.array(op.name + "_wlut", p.lut, "int8_t")}
+         "lut": cx.array(op.name + "_wlut", p.lut, "int8_t", weight=True)}
     return name, args, ("ec_conv_s8wN_params_t", f), scratch_fn(cx, name, fields)
 
 
 def _group_fields(op, cx, p: Packed) -> dict:
     """The group fields of ec_fc_s8g_params_t / ec_conv_s8g_params_t; the multipliers go to flash."""
     return {"bits": p.field_bits, "group_size": p.group_size, "groups": int(p.mult.shape[1]),
-            "mult": cx.array(op.name + "_wgmult", p.mult.reshape(-1), "uint8_t")}
+            "mult": cx.array(op.name + "_wgmult", p.mult.reshape(-1), "uint8_t", weight=True)}

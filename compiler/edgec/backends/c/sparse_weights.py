@@ -412,9 +412,9 @@ def _sparse_fields(op, cx, s: SparseWeights) -> dict:
     """The ec_sparse_t fields (index and counts arrays emitted into flash)."""
     ctype = {"d": "uint32_t", "n": "uint8_t"}.get(s.fmt) or ("uint8_t" if s.index_bits == 8 else "uint16_t")
     counts = "NULL" if s.counts is None else cx.array(op.name + "_spn", s.counts,
-                                                         "uint8_t" if s.count_bytes == 1 else "uint16_t")
+                                                         "uint8_t" if s.count_bytes == 1 else "uint16_t", weight=True)
     return {"sp.count_bytes": s.count_bytes, "sp.counts": counts,
-            "sp.index": cx.array(op.name + "_spi", s.index, ctype), "sp.index_bits": s.index_bits,
+            "sp.index": cx.array(op.name + "_spi", s.index, ctype, weight=True), "sp.index_bits": s.index_bits,
             "sp.block_r": s.block[0], "sp.block_c": s.block[1]}
 
 
@@ -440,8 +440,8 @@ def fc_sparse_call(op, cx, it: Tensor, wt: Tensor, bt: Tensor | None, ot: Tensor
               "shift": cx.array(op.name + "_shift", shift, "int32_t")}
     s = p.weights
     kernel = KERNELS["FULLY_CONNECTED"] + s.fmt
-    values = cx.array(op.name + "_spv", s.values, "int8_t")
-    bias = "NULL" if p.bias is None else cx.array(op.name + "_spb", p.bias, "int32_t")
+    values = cx.array(op.name + "_spv", s.values, "int8_t", weight=True)
+    bias = "NULL" if p.bias is None else cx.array(op.name + "_spb", p.bias, "int32_t", weight=True)
     f = {**{f"fc.{k}": v for k, v in fields.items()}, **_sparse_fields(op, cx, s)}
     args = [cx.ptr(op.inputs[0]), values, bias, cx.ptr(op.outputs[0]), cx.scratch_expr]
     return CCall(kernel, args, ("ec_fc_s8sp_params_t", f), scratch=0)
@@ -467,8 +467,8 @@ def conv_sparse_call(op, cx, kernel: str, suffix: str, groups: int, ft: Tensor, 
         return None
     s = p.weights
     name = KERNELS["CONV_2D"] + s.fmt
-    values = cx.array(op.name + "_spv", s.values, "int8_t")
-    bias = "NULL" if p.bias is None else cx.array(op.name + "_spb", p.bias, "int32_t")
+    values = cx.array(op.name + "_spv", s.values, "int8_t", weight=True)
+    bias = "NULL" if p.bias is None else cx.array(op.name + "_spb", p.bias, "int32_t", weight=True)
     f = {**{f"conv.{k}": v for k, v in fields.items()}, **_sparse_fields(op, cx, s)}
     args = [cx.ptr(in_name), values, bias, cx.ptr(op.outputs[0]), cx.scratch_expr]
     return CCall(name, args, ("ec_conv_s8sp_params_t", f), scratch=conv_scratch(fields))

@@ -229,7 +229,7 @@ def _opt_args(op: Op, cx, suffix: str, ft: Tensor, bt: Tensor | None, bias_name:
     connected ([out, in]), or depthwise (filter [1, kh, kw, in_c * depth_mult])."""
     f = _opt_const(op, ft, "weights")
     if suffix == "s8" and not depth_mult:
-        w = cx.array(op.name + "_opt_w", opt_rows_s16(f.reshape(f.shape[0], -1)), "int16_t")
+        w = cx.array(op.name + "_opt_w", opt_rows_s16(f.reshape(f.shape[0], -1)), "int16_t", weight=True)
         return f"(const int8_t *){w}", cx.ptr(bias_name)
     b = None if bt is None else _opt_const(op, bt, "biases")
     if depth_mult:   # per multiplier m: [in_c, kh * kw] blocks over the input channels
@@ -246,8 +246,8 @@ def _opt_args(op: Op, cx, suffix: str, ft: Tensor, bt: Tensor | None, bias_name:
     else:
         bias = None if b is None else np.concatenate([opt_pad(bb.astype(np.float32)) for bb in bs])
         ctypes = ("float", "float")
-    wsym = cx.array(op.name + "_opt_w", w, ctypes[0])
-    bsym = "NULL" if bias is None else cx.array(op.name + "_opt_bias", bias, ctypes[1])
+    wsym = cx.array(op.name + "_opt_w", w, ctypes[0], weight=True)
+    bsym = "NULL" if bias is None else cx.array(op.name + "_opt_bias", bias, ctypes[1], weight=True)
     return wsym, bsym
 
 

@@ -111,14 +111,14 @@ def _gather_c(op, ins, outs, cx):
         packed = _packed_rows(p, p.data.reshape(p.shape[0], -1) if p.is_const else None, "GATHER")
         if packed is not None:
             data, fb, lut, stride, gs, mult = packed
-            return CCall("ec_gather_s8wN", [cx.array(op.name + "_wpacked", data, "uint8_t"),
+            return CCall("ec_gather_s8wN", [cx.array(op.name + "_wpacked", data, "uint8_t", weight=True),
                                             cx.ptr(op.inputs[1]), cx.ptr(op.outputs[0])],
                          ("ec_gather_s8wN_params_t", {
                              "num_rows": int(p.shape[0]), "num_indices": int(idx.size),
                              "row_len": int(p.size // max(p.shape[0], 1)), "bits": fb, "lut_stride": stride,
-                             "group_size": gs, "zero": zero, "lut": cx.array(op.name + "_wlut", lut, "int8_t"),
+                             "group_size": gs, "zero": zero, "lut": cx.array(op.name + "_wlut", lut, "int8_t", weight=True),
                              "group_mult": "NULL" if mult is None else
-                             cx.array(op.name + "_wmult", mult, "uint8_t")}))
+                             cx.array(op.name + "_wmult", mult, "uint8_t", weight=True)}))
     es = np.dtype(p.dtype).itemsize
     outer = int(np.prod(p.shape[:axis], dtype=np.int64))
     inner = int(np.prod(p.shape[axis + 1:], dtype=np.int64))
@@ -266,11 +266,11 @@ def _bmm_c(op, ins, outs, cx):
         row_strides = [int(v) // geo["k"] for v in geo["rhs_batch_stride"].strip("{}").split(",")]
         fields = {"mm." + f: v for f, v in fields.items()}
         fields["mm.dims.rhs_batch_stride"] = _carr(row_strides)
-        rhs = cx.array(op.name + "_wpacked", data, "uint8_t")
+        rhs = cx.array(op.name + "_wpacked", data, "uint8_t", weight=True)
         return CCall("ec_batch_matmul_s8wN", _bmm_args(op, cx, rhs), ("ec_batch_matmul_s8wN_params_t", {
             **fields, "bits": fb, "lut_stride": stride, "group_size": gs,
-            "lut": cx.array(op.name + "_wlut", lut, "int8_t"),
-            "group_mult": "NULL" if gmult is None else cx.array(op.name + "_wmult", gmult, "uint8_t")}))
+            "lut": cx.array(op.name + "_wlut", lut, "int8_t", weight=True),
+            "group_mult": "NULL" if gmult is None else cx.array(op.name + "_wmult", gmult, "uint8_t", weight=True)}))
     raise EdgecError(f"BATCH_MATMUL {op.name}: the C backend runs int8 and float32, not "
                      f"{at.dtype} x {bt.dtype} -> {ot.dtype}")
 
