@@ -45,6 +45,7 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/c_backend.py
 	$(PY) benchmarks/profile_m4.py
 	$(PY) benchmarks/quantization.py
+	$(PY) benchmarks/pruning.py
 
 clean:
 	rm -rf out benchmarks/work

@@ -92,13 +92,80 @@ def with_qat(steps, epochs: int | None = None):
     return steps[:at] + [Step("qat", opts, {p: o for p, o in overrides.items() if o})] + steps[at:]
 
 
+def prune_options(sparsity: float | None = None, granularity: str | None = None, schedule: str | None = None,
+                  criterion: str | None = None) -> dict:
+    """The CLI's --prune flags as options of the prune_weights pass (checked here, before any work)."""
+    from .passes.prune_weights import parse_pattern
+    opts: dict = {}
+    if sparsity is not None:
+        if not 0.0 < float(sparsity) < 1.0:
+            raise EdgecError(f"--prune {sparsity:g}: the sparsity is the fraction of weights removed, "
+                             f"between 0 and 1 (e.g. 0.9)")
+        opts["sparsity"] = float(sparsity)
+    if granularity is not None:
+        pattern = parse_pattern(granularity)
+        fixed = pattern.fixed_sparsity
+        if fixed is not None and sparsity is not None and abs(float(sparsity) - fixed) > 1e-6:
+            raise EdgecError(f"--prune {sparsity:g} with --prune-granularity {granularity}: {pattern} "
+                             f"removes {fixed:g} of the weights; drop --prune or choose another N:M")
+        opts["granularity"] = str(pattern)
+    if schedule is not None:
+        opts["schedule"] = schedule
+    if criterion is not None:
+        opts["criterion"] = criterion
+    return opts
+
+
+def parse_structured(text: str) -> dict:
+    """"channels:0.5", "heads:0.25" or "layers:2" as prune_channels options: a fraction in (0, 1) or a
+    count >= 1 of the channels / attention heads / layers to remove."""
+    what, _, amount = str(text).partition(":")
+    try:
+        value = int(amount) if amount.isdigit() else float(amount)
+    except ValueError:
+        value = None
+    ok = what in ("channels", "heads", "layers") and value is not None and (
+        (isinstance(value, int) and value >= 1) or (isinstance(value, float) and 0.0 < value < 1.0))
+    if not ok:
+        raise EdgecError(f"--prune-structured {text!r}: choose channels:F, heads:F or layers:N (F a fraction "
+                         f"in (0, 1) to remove, N a count), e.g. channels:0.5")
+    return {"what": what, "amount": value}
+
+
+def with_pruning(steps, prune_opts: dict | None = None, structured: str | None = None,
+                 epochs: int | None = None):
+    """Insert prune_channels (--prune-structured) and prune_weights (--prune) before training for and
+    quantizing (prune, fine-tune, then quantize), or set the flags on the recipe's own prune_weights."""
+    from .passes import Step
+    steps = list(steps)
+    at = next((k for k, s in enumerate(steps) if s.name in ("qat", "quantize")), len(steps))
+    own = next((s for s in steps if s.name == "prune_weights"), None)
+    opts = dict(prune_opts or {})
+    if opts.get("granularity", "").startswith("nm:") and "sparsity" not in opts:
+        opts["sparsity"] = "auto"      # N:M sets its own sparsity, whatever the recipe said
+    if opts and own is None:
+        if "sparsity" not in opts:
+            flags = ", ".join(f"--prune-{k}" for k in sorted(opts))
+            raise EdgecError(f"{flags} given without --prune S (or an nm:N:M granularity): nothing to prune")
+        own = Step("prune_weights", {})
+        steps.insert(at, own)
+    if own is not None:
+        own.options.update(opts)
+        if epochs is not None:
+            own.options["epochs"] = epochs
+    if structured is not None:   # channels first: weight pruning then works on the smaller layers
+        steps.insert(steps.index(own) if own is not None else at, Step("prune_channels", parse_structured(structured)))
+    return steps
+
+
 def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recipe: str | None = None,
             calibration=None, calibration_method: str | None = None, eval_data=None, io: str | None = None,
             emit=("tflite",), target: str | None = None, unsafe: bool = False, debug: bool = False,
             progress=None, max_flash: int | None = None, max_ram: int | None = None,
             max_latency_ms: float | None = None, kernels: tuple[str, ...] | None = None,
             quantize_opts: dict | None = None, qat: bool = False, train_data=None,
-            epochs: int | None = None) -> dict:
+            epochs: int | None = None, prune_opts: dict | None = None,
+            prune_structured: str | None = None) -> dict:
     """Compile `model` into the directory `out` (written atomically) and return its report.
     Budgets (and the target's memories) are checked on what compiling knows: the weights must fit
     the flash and the arena the RAM (`edgec profile` checks the linked firmware); over one, the
@@ -119,6 +186,7 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
     steps = recipe_steps(recipe, quantize, calibration_method, io, quantize_opts)
     if qat:
         steps = with_qat(steps, epochs)
+    steps = with_pruning(steps, prune_opts, prune_structured, epochs)
     pipeline = Pipeline(steps)
     calib, evald = _data(calibration, "calibration"), _data(eval_data, "eval data")
     train = _data(train_data, "train data")
@@ -160,7 +228,8 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
     name = model if isinstance(model, (str, os.PathLike)) else getattr(model, "name", "model")
     report = build_report(os.fspath(name), target, pipeline.names, float_graph, g, len(tflite), pass_reports,
                           evaluation, {"tflite": "model.tflite", "c": "c" if c_project else None,
-                                       "elf": None, "html": "report.html"})
+                                       "elf": None, "html": "report.html"},
+                          c_project.weight_bytes if c_project is not None else None)
     if c_project is not None:
         report["totals"]["arena_bytes"] = c_project.arena_size
         report["memory_plan"] = {"arena_bytes": c_project.arena_size, "buffers": c_project.plan.timeline,
@@ -182,6 +251,48 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
         return _profile_out(Path(out), tgt, None, dict(max_flash=max_flash, max_ram=max_ram,
                                                        max_latency_ms=max_latency_ms), 100, write=True)
     return report
+
+
+def analyze(model, data, *, sensitivity: str = "prune", target_sparsity: float | None = None, out=None,
+            granularity: str = "weight", criterion: str = "magnitude", sparsities=None,
+            quantize: str | None = None, unsafe: bool = False, progress=None) -> dict:
+    """Pruning sensitivity of `model` on `data` (edgec.analyze): each prunable layer's accuracy curve
+    against its sparsity and, with target_sparsity, per-layer sparsities that meet it, as a recipe
+    (the `quantize` recipe, default float, with prune_weights before quantizing). With `out`, writes
+    OUT/sensitivity.json, OUT/sensitivity.svg and OUT/prune_recipe.toml."""
+    from . import analyze as an
+    from .passes import Pipeline
+    from .passes.prune_weights import parse_pattern
+    if sensitivity != "prune":
+        raise EdgecError(f"--sensitivity {sensitivity!r}: only prune is analyzed")
+    if target_sparsity is not None and not 0.0 < float(target_sparsity) < 1.0:
+        raise EdgecError(f"--target-sparsity {target_sparsity:g}: a fraction of the weights, between 0 and 1")
+    parse_pattern(granularity)
+    ds = _data(data, "data")
+    base = recipe_steps(quantize=quantize)
+    at = next((k for k, s in enumerate(base) if s.name in ("qat", "quantize")), len(base))
+    loaded = load(model, unsafe)
+    check_against(ds, loaded.graph)
+    g, _ = Pipeline(base[:at]).run(loaded.graph.copy(), calibration=ds)   # what prune_weights will see
+    result = an.prune_sensitivity(g, ds, an.SWEEP if sparsities is None else sparsities, granularity,
+                                  criterion, progress)
+    name = os.fspath(model) if isinstance(model, (str, os.PathLike)) else getattr(model, "name", "model")
+    result["model"] = name
+    files = {}
+    alloc = None
+    if target_sparsity is not None:
+        alloc = result["allocation"] = an.allocate(result, float(target_sparsity))
+        header = (f"edgec analyze {name} --sensitivity prune --target-sparsity {target_sparsity:g}\n"
+                  f"per-layer sparsities removing {100 * alloc['achieved']:.2f}% of the prunable weights at the least "
+                  f"{result['metric']} drop per weight removed\n(estimated drop before fine-tuning: "
+                  f"{100 * alloc['estimated_drop']:.2f} points); fine-tunes on --train-data D.npz")
+        files["prune_recipe.toml"] = an.recipe_toml(an.pruning_recipe(base, result, alloc), header).encode()
+    if out is not None:
+        files["sensitivity.json"] = (json.dumps(result, indent=2) + "\n").encode()
+        files["sensitivity.svg"] = an.sensitivity_svg(result, alloc).encode()
+        write_outputs(out, files, replace=("prune_recipe.toml",))
+        result["files"] = {k: os.path.join(os.fspath(out), k) for k in sorted(files)}
+    return result
 
 
 def dumps_report(report: dict) -> bytes:

@@ -94,8 +94,15 @@ def inspect(model, as_json, unsafe):
 @click.option("--no-loss-aware", "plain", is_flag=True,
               help="Plain round-to-nearest: no GPTQ error feedback, no bias correction.")
 @click.option("--qat", is_flag=True, help="Quantization-aware training before quantizing (needs --train-data).")
-@click.option("--train-data", type=click.Path(), help="Training data for --qat (.npz with x, y).")
-@click.option("--epochs", type=int, help="Epochs of --qat training (default 3).")
+@click.option("--train-data", type=click.Path(), help="Training data for --qat and --prune fine-tuning (.npz with x, y).")
+@click.option("--epochs", type=int, help="Epochs of --qat training (default 10) and of --prune fine-tuning (default 10).")
+@click.option("--prune", "prune", type=float, help="Prune this fraction of the weights, e.g. 0.9 (fine-tunes on --train-data).")
+@click.option("--prune-granularity", help="What one pruning decision removes: weight|block:RxC|nm:N:M (default weight).")
+@click.option("--prune-schedule", type=click.Choice(["oneshot", "iterative", "gradual", "dsd"]),
+              help="How sparsity is reached while fine-tuning (default gradual).")
+@click.option("--prune-criterion", type=click.Choice(["magnitude", "l2", "taylor"]),
+              help="Which weights go first (default magnitude).")
+@click.option("--prune-structured", help="Remove channels, attention heads or layers: channels:F|heads:F|layers:N.")
 @click.option("--eval-data", type=click.Path(), help="Held-out data (.npz with x, y) to measure accuracy.")
 @click.option("--io", type=click.Choice(["int", "float"]), help="Integer (default) or float model inputs/outputs.")
 @click.option("--emit", default="tflite", show_default=True, help="Artifacts to write, comma-separated.")
@@ -106,7 +113,8 @@ def inspect(model, as_json, unsafe):
 @_budget_options
 @click.pass_context
 def compile(ctx, model, out, quantize, recipe, calibration, calibration_method, scheme, granularity, rounding, plain,
-            qat, train_data, epochs, eval_data, io, emit, target, kernels, unsafe, as_json, max_flash, max_ram, max_latency):
+            qat, train_data, epochs, prune, prune_granularity, prune_schedule, prune_criterion, prune_structured,
+            eval_data, io, emit, target, kernels, unsafe, as_json, max_flash, max_ram, max_latency):
     """Compile MODEL into OUT (model.tflite, report.json, report.html; c/ with --emit c)."""
     from . import api
     from .profile.report import print_summary
@@ -118,13 +126,92 @@ def compile(ctx, model, out, quantize, recipe, calibration, calibration_method, 
                          kernels=tuple(k.strip() for k in kernels.split(",")) if kernels else None,
                          quantize_opts=api.quantize_options(scheme, granularity, rounding, False if plain else None),
                          qat=qat, train_data=train_data, epochs=epochs,
+                         prune_opts=api.prune_options(prune, prune_granularity, prune_schedule, prune_criterion),
+                         prune_structured=prune_structured,
                          **limits)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
         print_summary(report, _console())
+        _print_pruning(report, _console())
         wrote = [os.path.join(out, "model.tflite")] + ([os.path.join(out, "c") + "/"] if report["artifacts"]["c"] else [])
         click.echo(f"wrote {', '.join(wrote)} and {os.path.join(out, 'report.json')}")
+
+
+def _print_pruning(report: dict, console) -> None:
+    """Per pruned layer: pattern, params, non-zeros, sparsity; and the held-out accuracy around it."""
+    for p in report["passes"]:
+        if not p.get("prune_layers"):
+            continue
+        from rich.table import Table
+        table = Table(title=f"{p['name']} ({p.get('prune_schedule')}, {p.get('prune_epochs')} epochs): "
+                            f"{100 * p['prune_sparsity']:.1f}% of {p['prune_params']:,} weights removed",
+                      title_justify="left")
+        for col in ("layer", "pattern", "params", "non-zero", "sparsity"):
+            table.add_column(col, justify="left" if col in ("layer", "pattern") else "right")
+        for r in p["prune_layers"]:
+            table.add_row(r["layer"], r["pattern"], f"{r['params']:,}", f"{r['nonzero']:,}", f"{100 * r['sparsity']:.1f}%")
+        console.print(table)
+        if p.get("prune_accuracy_before") is not None:
+            console.print(f"float accuracy on the {p['prune_accuracy_on']} data: {100 * p['prune_accuracy_before']:.2f}% "
+                          f"dense -> {100 * p['prune_accuracy_after']:.2f}% pruned and fine-tuned")
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--data", required=True, type=click.Path(), help="Data (.npz with x, and y for accuracy).")
+@click.option("--sensitivity", type=click.Choice(["prune"]), default="prune", show_default=True,
+              help="What to sweep per layer.")
+@click.option("--target-sparsity", type=float, help="Choose per-layer sparsities meeting this global fraction, "
+                                                    "written as OUT/prune_recipe.toml.")
+@click.option("-o", "--out", help="Write sensitivity.json, sensitivity.svg (and prune_recipe.toml) here.")
+@click.option("--prune-granularity", default="weight", show_default=True, help="weight|block:RxC|nm:N:M.")
+@click.option("--prune-criterion", type=click.Choice(["magnitude", "l2", "taylor"]), default="magnitude",
+              show_default=True)
+@click.option("--sparsities", help="Comma-separated sweep (default 0,0.1,...,0.9,0.95).")
+@click.option("--quantize", type=click.Choice(QUANTIZE), help="The recipe written prunes, then quantizes to this.")
+@click.option("--unsafe", is_flag=True, help="Load .keras files with safe_mode off.")
+@click.option("--json", "as_json", is_flag=True, help="Print the curves as JSON.")
+def analyze(model, data, sensitivity, target_sparsity, out, prune_granularity, prune_criterion, sparsities,
+            quantize, unsafe, as_json):
+    """Per-layer pruning sensitivity of MODEL on D.npz: accuracy against each layer's sparsity."""
+    from . import api
+    sweep = None
+    if sparsities:
+        try:
+            sweep = [float(v) for v in sparsities.split(",") if v.strip()]
+        except ValueError:
+            raise EdgecError(f"--sparsities {sparsities!r}: comma-separated numbers, e.g. 0,0.5,0.9") from None
+    res = api.analyze(model, data, sensitivity=sensitivity, target_sparsity=target_sparsity, out=out,
+                      granularity=prune_granularity, criterion=prune_criterion, sparsities=sweep,
+                      quantize=quantize, unsafe=unsafe, progress=_progress)
+    if as_json:
+        click.echo(json.dumps(res, indent=2))
+        return
+    from rich.table import Table
+    alloc = res.get("allocation")
+    table = Table(title=f"{res['model']}: {res['metric']} when one layer is pruned ({res['granularity']}, "
+                        f"{res['criterion']}, no fine-tuning; {res['samples']} samples, unpruned "
+                        f"{100 * res['baseline']:.2f}%)", title_justify="left")
+    table.add_column("layer")
+    table.add_column("params", justify="right")
+    for s in res["sparsities"][1:]:
+        table.add_column(f"{s:g}", justify="right")
+    if alloc:
+        table.add_column(f"for {alloc['target']:g}", justify="right")
+    for r in res["layers"]:
+        cells = [f"{100 * v:.1f}" for v in r["curve"][1:]]
+        table.add_row(r["layer"], f"{r['params']:,}", *cells, *([f"{alloc['layers'][r['layer']]:.3f}"] if alloc else []))
+    _console().print(table)
+    if alloc:
+        click.echo(f"per-layer sparsities remove {100 * alloc['achieved']:.2f}% of the weights; estimated "
+                   f"{res['metric']} drop before fine-tuning {100 * alloc['estimated_drop']:.2f} points")
+    if res.get("files"):
+        click.echo("wrote " + ", ".join(res["files"].values())
+                   + (f"; compile with --recipe {res['files']['prune_recipe.toml']} --train-data D.npz"
+                      if "prune_recipe.toml" in res["files"] else ""))
+    elif alloc:
+        click.echo("give -o OUT to write the recipe")
 
 
 @cli.command("eval")

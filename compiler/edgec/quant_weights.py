@@ -213,6 +213,8 @@ def kmeans_1d(x: np.ndarray, k: int, iters: int = 30) -> np.ndarray:
 
 
 GROUP_SCHEMES = ("uniform", "ternary", "binary")
+# ops whose weight rows can take per-group multipliers (their rows: backends/c/pack_weights.weight_rows)
+GROUP_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "GATHER", "BATCH_MATMUL")
 
 
 def group_mult_max(bits: int, scheme: str) -> int:

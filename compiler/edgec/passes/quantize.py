@@ -90,7 +90,7 @@ def _needs_prepare(opts: dict) -> bool:
             or _flag(opts, "loss_aware") or _flag(opts, "bias_correction"))
 
 
-GROUP_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "GATHER", "BATCH_MATMUL")
+GROUP_OPS = qw.GROUP_OPS
 
 
 class _Layout:

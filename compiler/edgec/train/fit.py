@@ -1,8 +1,11 @@
-"""fit: minibatch training of a TrainableGraph (Adam, constant or cosine schedule, early stopping)."""
+"""fit: minibatch training of a TrainableGraph (Adam, constant or cosine schedule, early stopping,
+L1 / group-lasso regularizers, a per-step hook for pruning schedules)."""
 from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -23,6 +26,66 @@ def _logits_of_output(model, name: str):
         if name in op.outputs and op.type == "SOFTMAX" and not model.constraints.get(name):
             return op.inputs[0], float(np.float32(op.attrs.get("beta", 1.0)))
     return None
+
+
+@dataclass(frozen=True)
+class L1:
+    """strength * sum |w| over the named trainable constants (None: every weight of a FULLY_CONNECTED,
+    CONV_2D, DEPTHWISE_CONV_2D or BATCH_MATMUL), as Keras' l1 regularizer: drives single weights to 0."""
+    strength: float
+    tensors: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class GroupLasso:
+    """strength * sum_g sqrt(|g|) * ||w_g||_2 (Yuan & Lin), one group per output channel: a row of the
+    weight's [out][K] view (constraints.RowView), i.e. a filter of a conv, a unit of a dense layer.
+    The L2 norm of a group is not differentiable at 0 and its gradient pulls every weight of the group
+    towards 0 together, so whole channels go to zero before they are cut. tensors: names of trainable
+    constants (None: every weight of a FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D or BATCH_MATMUL)."""
+    strength: float
+    tensors: tuple[str, ...] | None = None
+
+
+def _regularized(model, regularizers) -> list[tuple[object, object, float, str]]:
+    """(regularizer, variable, strength, RowView or None) per regularized weight; the view gives a group
+    lasso its groups (the weight's output channels)."""
+    from .constraints import ROW_OPS, RowView
+    weights = {}
+    for op in model.graph.ops:
+        if op.type in ROW_OPS and len(op.inputs) > 1 and op.inputs[1] in model.variables:
+            weights.setdefault(op.inputs[1], op)
+    out = []
+    for r in regularizers:
+        if not isinstance(r, (L1, GroupLasso)):
+            raise EdgecError(f"unknown regularizer {r!r}: use edgec.train.fit.L1 or GroupLasso")
+        names = r.tensors if r.tensors is not None else tuple(weights)
+        for n in names:
+            if n not in model.variables:
+                raise EdgecError(f"regularizer on {n!r}, which is not a trainable float constant")
+            view = None
+            if isinstance(r, GroupLasso):
+                if n not in weights:
+                    raise EdgecError(f"group lasso on {n!r}: not the weight of a {', '.join(ROW_OPS)} op, "
+                                     f"so it has no output channels")
+                op = weights[n]
+                view = RowView.of(op.type, op.attrs, len(model.graph.tensors[n].shape))
+            out.append((r, model.variables[n], float(r.strength), view))
+    return out
+
+
+def _penalty(terms):
+    tf = _tf()
+    total = tf.constant(0.0)
+    for r, v, strength, view in terms:
+        if isinstance(r, L1):
+            total += strength * tf.reduce_sum(tf.abs(v))
+        else:
+            rows = view.to_rows(v)
+            k = float(rows.shape[1])
+            # + tiny: a finite gradient at an all-zero group
+            total += strength * math.sqrt(k) * tf.reduce_sum(tf.sqrt(tf.reduce_sum(tf.square(rows), 1) + 1e-12))
+    return total
 
 
 def make_loss(model, loss):
@@ -68,15 +131,17 @@ def _progress(total: int, enabled: bool):
 
 def fit(model, data, loss="crossentropy", epochs: int = 10, batch_size: int = 32, lr: float = 1e-3,
         schedule: str = "constant", val=None, early_stopping: int | None = None, seed: int = 0,
-        restore_best: bool = False,
-        weight_decay: float = 0.0, progress: bool | None = None) -> dict:
+        restore_best: bool = False, weight_decay: float = 0.0, progress: bool | None = None,
+        regularizers: tuple | list = (), on_step: Callable[[int], None] | None = None) -> dict:
     """Train `model` (a TrainableGraph) on `data` (a Dataset, or dict with x/x0.. and y) with Adam.
 
     schedule: "constant" or "cosine" (lr decays to 0 over all steps). val: held-out data for
     val_loss / val_accuracy each epoch; with early_stopping=patience, training stops after `patience`
     epochs without a val_loss improvement and the best weights are restored; restore_best restores them
     without stopping early. The starting weights count as epoch 0, so training with val never ends
-    worse on it than it began. Deterministic for a fixed
+    worse on it than it began. regularizers: L1 / GroupLasso terms added to the training loss (not to
+    val_loss). on_step(step): called after every training step (1, 2, ... over all epochs), e.g. to
+    update pruning masks. Deterministic for a fixed
     seed (tf.random.set_seed, numpy shuffling, TF op determinism). Returns the history:
     {"loss": [...], "val_loss": [...], "val_accuracy": [...], "epochs": n, "stopped_early": bool,
     "best_epoch": k}."""
@@ -100,6 +165,7 @@ def fit(model, data, loss="crossentropy", epochs: int = 10, batch_size: int = 32
     steps_per_epoch = max(1, math.ceil(n / batch_size))
     total = steps_per_epoch * epochs
     loss_fn = make_loss(model, loss)
+    reg_terms = _regularized(model, regularizers)
     variables = model.trainable_variables
     m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
     s = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
@@ -110,7 +176,8 @@ def fit(model, data, loss="crossentropy", epochs: int = 10, batch_size: int = 32
     def train_step(batch_xs, batch_y):
         with tf.GradientTape() as tape:
             value = loss_fn(list(batch_xs), batch_y, True)
-        grads = tape.gradient(value, variables)
+            objective = value + _penalty(reg_terms) if reg_terms else value
+        grads = tape.gradient(objective, variables)
         step.assign_add(1)
         t = tf.cast(step, tf.float32)
         rate = tf.constant(lr, tf.float32)
@@ -156,6 +223,8 @@ def fit(model, data, loss="crossentropy", epochs: int = 10, batch_size: int = 32
                 idx = order[i:i + batch_size]
                 value = float(train_step(tuple(x[idx] for x in xs), y[idx]))
                 total_loss += value * len(idx)
+                if on_step is not None:
+                    on_step(int(step.numpy()))
                 if bar is not None:
                     bar.update(bar.task_ids[0], advance=1, info=f"epoch {epoch + 1}/{epochs} loss {value:.4f}")
             hist["loss"].append(total_loss / n)
@@ -195,4 +264,4 @@ def accuracy(model, data) -> float:
     return float((out.argmax(1) == labels).mean())
 
 
-__all__ = ["fit", "accuracy", "make_loss", "Dataset", "opreg"]
+__all__ = ["fit", "accuracy", "make_loss", "L1", "GroupLasso", "Dataset", "opreg"]

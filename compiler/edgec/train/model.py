@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import quant_weights as qw
 from ..errors import EdgecError
 from ..ir import Graph
 from ..ir import ops as opreg
 from ..ir.ops import float_constant_inputs
-from .constraints import ActQuant, WeightQuant
+from .constraints import ActQuant, RowView, WeightQuant
 
 
 def _tf():
@@ -150,10 +151,21 @@ def weight_layout(op_type: str, k: int, bits: int, scheme: str, per_channel: boo
     return axis
 
 
+GROUP_OPS = qw.GROUP_OPS
+
+
+def weight_rows_view(op, ndim: int) -> RowView:
+    """The [out][K] rows of op's weight in pack_weights.weight_rows order (GATHER: one row per table
+    entry), along which per-group scales run."""
+    if op.type == "GATHER":
+        return RowView(tuple(range(ndim)), ndim - 1)
+    return RowView.of(op.type, op.attrs, ndim)
+
+
 def quantize_weights(graph: Graph, bits: int = 8, scheme: str = "uniform", per_channel: bool = True,
-                     scale: str = "fixed", ops: set[str] | None = None) -> dict:
+                     scale: str = "fixed", ops: set[str] | None = None, group_size: int = 0) -> dict:
     """WeightQuant constraints for every weight input (OpDef.weights) of the graph's ops, laid out as
-    the quantize pass lays them out."""
+    the quantize pass lays them out (group_size > 0: per-group scales on the weights of GROUP_OPS)."""
     out = {}
     for op in graph.ops:
         d = opreg.get(op.type)
@@ -166,7 +178,9 @@ def quantize_weights(graph: Graph, bits: int = 8, scheme: str = "uniform", per_c
             if not t.is_const or t.dtype != "float32" or name in out:
                 continue
             axis = weight_layout(op.type, k, bits, scheme, per_channel)
-            out[name] = WeightQuant(bits, scheme, axis, scale)
+            group = group_size if op.type in GROUP_OPS else 0
+            out[name] = WeightQuant(bits, scheme, axis, scale, group_size=group,
+                                    rows=weight_rows_view(op, len(t.shape)) if group else None)
     return out
 
 
@@ -183,8 +197,12 @@ def export(model: TrainableGraph, snap: bool = False) -> Graph:
     snap=False writes the latent float weights. snap=True writes each weight's constrained value (its
     fake-quantized / pruned / clustered value, exactly what the trained forward pass used) and records
     the constraints' state in tensor.meta: "qat_scale" (float32 [C] or [1]), "qat_bits", "qat_scheme",
-    "qat_axis" for WeightQuant; "qat_levels" (the int8 levels the quantize pass must store);
-    "prune_mask"; "centroids"; and "qat_range" (lo, hi) on activations with ActQuant.
+    "qat_axis" for WeightQuant; "qat_levels" (the int8 levels the quantize pass must store: the
+    constrained value is exactly qat_levels x qat_scale); for kmeans "qat_codebook" (int8 [n] per tensor
+    or [C, n] per channel, sorted: every level of a channel is in its row); for per-group scales
+    "qat_group_size" (N) and "qat_group_mult" (uint8 [R, G] on the weight's rows; qat_levels = q x m,
+    qat_scale the row scale); "prune_mask"; "centroids"; and "qat_range" (lo, hi) on activations with
+    ActQuant.
     """
     g = model.graph.copy()
     for name, v in model.variables.items():
@@ -198,6 +216,10 @@ def export(model: TrainableGraph, snap: bool = False) -> Graph:
             if "scale" in st:
                 t.meta.update(qat_scale=st["scale"], qat_bits=st["bits"], qat_scheme=st["scheme"],
                               qat_axis=st["axis"])
+                if "codebook" in st:
+                    t.meta["qat_codebook"] = st["codebook"]
+                if "group_mult" in st:
+                    t.meta.update(qat_group_size=st["group_size"], qat_group_mult=st["group_mult"])
                 if c is model.constraints[name][-1]:   # levels of the snapped values: exact
                     t.meta["qat_levels"] = c.levels(t.data)
             if "mask" in st:
