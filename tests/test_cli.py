@@ -196,3 +196,27 @@ def test_group_granularity_flag(files, tmp_path, capsys):
     code, _, err = run_cli(["compile", files / "model.tflite", "--calibration", files / "calib.npz", "-o",
                             tmp_path / "y", "--quantize", "int8", "--granularity", "group:8"], capsys)
     assert code == 2 and "below 8 bits" in err
+
+
+def test_factorize_flag(files, tmp_path, capsys):
+    code, out, err = run_cli(compile_args(files, tmp_path / "f", "--factorize", "tucker:rank=2x2", "--json"), capsys)
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["recipe"].index("factorize") < rep["recipe"].index("quantize")
+    code, _, err = run_cli(compile_args(files, tmp_path / "g", "--factorize", "svd:lots"), capsys)
+    assert code == 2 and "factorize" in err and len(err.strip().splitlines()) == 1
+
+
+def test_entropy_flag_codes_the_c_weights(files, tmp_path, capsys):
+    code, out, err = run_cli(compile_args(files, tmp_path / "plain", "--emit", "tflite,c", "--json"), capsys)
+    assert code == 0, err
+    plain = json.loads(out)
+    code, out, err = run_cli(compile_args(files, tmp_path / "e", "--emit", "tflite,c", "--entropy", "init",
+                                          "--json"), capsys)
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["entropy"]["mode"] == "init"
+    assert rep["totals"]["weight_bytes"] <= plain["totals"]["weight_bytes"]
+    assert rep["totals"]["accuracy"] == plain["totals"]["accuracy"]        # the C artifact still evaluates the same
+    code, _, err = run_cli(compile_args(files, tmp_path / "x", "--entropy", "layer"), capsys)
+    assert code == 2 and "--emit c" in err

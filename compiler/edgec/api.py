@@ -158,6 +158,25 @@ def with_pruning(steps, prune_opts: dict | None = None, structured: str | None =
     return steps
 
 
+def with_factorize(steps, spec: str, epochs: int | None = None):
+    """Set --factorize SPEC on the recipe's factorize step, or insert one after the clean-ups (before
+    equalization, pruning, training and quantization)."""
+    from .passes import Step
+    from .passes.factorize import parse_factorize
+    opts = parse_factorize(spec)
+    if epochs is not None:
+        opts["epochs"] = epochs
+    steps = list(steps)
+    own = next((s for s in steps if s.name == "factorize"), None)
+    if own is not None:
+        own.options.update(opts)
+        return steps
+    later = ("equalize_layers", "prune_channels", "prune_weights", "qat", "quantize")
+    at = next((k for k, s in enumerate(steps) if s.name in later), len(steps))
+    steps.insert(at, Step("factorize", opts))
+    return steps
+
+
 def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recipe: str | None = None,
             calibration=None, calibration_method: str | None = None, eval_data=None, io: str | None = None,
             emit=("tflite",), target: str | None = None, unsafe: bool = False, debug: bool = False,
@@ -165,7 +184,7 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
             max_latency_ms: float | None = None, kernels: tuple[str, ...] | None = None,
             quantize_opts: dict | None = None, qat: bool = False, train_data=None,
             epochs: int | None = None, prune_opts: dict | None = None,
-            prune_structured: str | None = None) -> dict:
+            prune_structured: str | None = None, factorize: str | None = None, entropy: str = "off") -> dict:
     """Compile `model` into the directory `out` (written atomically) and return its report.
     Budgets (and the target's memories) are checked on what compiling knows: the weights must fit
     the flash and the arena the RAM (`edgec profile` checks the linked firmware); over one, the
@@ -187,6 +206,10 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
     if qat:
         steps = with_qat(steps, epochs)
     steps = with_pruning(steps, prune_opts, prune_structured, epochs)
+    if factorize is not None:
+        steps = with_factorize(steps, factorize, epochs)
+    if entropy != "off" and "c" not in emit:
+        raise EdgecError("--entropy codes the C project's weights: it needs --emit c")
     pipeline = Pipeline(steps)
     calib, evald = _data(calibration, "calibration"), _data(eval_data, "eval data")
     train = _data(train_data, "train data")
@@ -212,7 +235,8 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
         from .backends.c.emit import emit_c
         c_project = emit_c(g, os.path.basename(os.fspath(model)) if isinstance(model, (str, os.PathLike))
                            else getattr(model, "name", "model"),
-                           variants=tuple(kernels) if kernels else (tgt.kernels if tgt else ("ref",)))
+                           variants=tuple(kernels) if kernels else (tgt.kernels if tgt else ("ref",)),
+                           entropy=entropy)
         files.update({f"c/{k}": v for k, v in c_project.files.items()})
     evaluation = None
     if evald is not None or (calib is not None and calib.y is not None):
@@ -235,13 +259,18 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
         report["memory_plan"] = {"arena_bytes": c_project.arena_size, "buffers": c_project.plan.timeline,
                                  "order": [op.name for op in c_project.plan.order]}
         report["c_kernels"] = dict(sorted(c_project.kernels.items()))
+        if c_project.entropy is not None:
+            report["entropy"] = c_project.entropy.as_dict()
     report["timings"] = {"compile_seconds": round(time.perf_counter() - t0, 3)}
     from .profile.html import render_html
     files["report.json"] = dumps_report(report)
     files["report.html"] = render_html(report).encode()
     write_outputs(out, files, replace=("model.tflite", "report.json", "report.html", "c"))
     from .budgets import BudgetError, overshoots
-    known = {"flash_bytes": report["totals"]["weight_bytes"], "ram_bytes": report["totals"]["arena_bytes"]}
+    ram = report["totals"]["arena_bytes"]
+    if ram is not None and c_project is not None and c_project.entropy is not None:
+        ram += c_project.entropy.ram_bytes      # decoded weights live in RAM too
+    known = {"flash_bytes": report["totals"]["weight_bytes"], "ram_bytes": ram}
     over = overshoots(known, tgt, max_flash=max_flash, max_ram=max_ram)
     if over:
         raise BudgetError("over budget (weights vs flash, arena vs RAM): " + "; ".join(over))

@@ -95,7 +95,7 @@ def inspect(model, as_json, unsafe):
               help="Plain round-to-nearest: no GPTQ error feedback, no bias correction.")
 @click.option("--qat", is_flag=True, help="Quantization-aware training before quantizing (needs --train-data).")
 @click.option("--train-data", type=click.Path(), help="Training data for --qat and --prune fine-tuning (.npz with x, y).")
-@click.option("--epochs", type=int, help="Epochs of --qat training (default 10) and of --prune fine-tuning (default 10).")
+@click.option("--epochs", type=int, help="Epochs of --qat training and of --prune and --factorize fine-tuning (defaults 10, 10, 5).")
 @click.option("--prune", "prune", type=float, help="Prune this fraction of the weights, e.g. 0.9 (fine-tunes on --train-data).")
 @click.option("--prune-granularity", help="What one pruning decision removes: weight|block:RxC|nm:N:M (default weight).")
 @click.option("--prune-schedule", type=click.Choice(["oneshot", "iterative", "gradual", "dsd"]),
@@ -103,10 +103,16 @@ def inspect(model, as_json, unsafe):
 @click.option("--prune-criterion", type=click.Choice(["magnitude", "l2", "taylor"]),
               help="Which weights go first (default magnitude).")
 @click.option("--prune-structured", help="Remove channels, attention heads or layers: channels:F|heads:F|layers:N.")
+@click.option("--factorize", help="Low-rank factorization: svd:0.9 (energy kept) | svd:rank=16 | svd:params=0.5 | "
+                                  "tucker:0.5 | tucker:macs=0.6 | cp:rank=8 | svd+tucker:params=0.4 (docs/factorize.md).")
 @click.option("--eval-data", type=click.Path(), help="Held-out data (.npz with x, y) to measure accuracy.")
 @click.option("--io", type=click.Choice(["int", "float"]), help="Integer (default) or float model inputs/outputs.")
 @click.option("--emit", default="tflite", show_default=True, help="Artifacts to write, comma-separated.")
 @click.option("--target", help="Target name (see `edgec targets`).")
+@click.option("--entropy", type=click.Choice(["off", "init", "layer"]), default="off", show_default=True,
+              help="rANS-code the C project's weight arrays in flash: init = decode once into RAM at start-up; "
+                   "layer = decode each layer's arrays into one shared buffer before it runs (less RAM, decode "
+                   "cost on every inference).")
 @click.option("--kernels", help="C kernel variants in preference order, e.g. ref or cmsis,ref (default: the target's).")
 @click.option("--unsafe", is_flag=True, help="Load .keras files with safe_mode off.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the summary.")
@@ -114,7 +120,7 @@ def inspect(model, as_json, unsafe):
 @click.pass_context
 def compile(ctx, model, out, quantize, recipe, calibration, calibration_method, scheme, granularity, rounding, plain,
             qat, train_data, epochs, prune, prune_granularity, prune_schedule, prune_criterion, prune_structured,
-            eval_data, io, emit, target, kernels, unsafe, as_json, max_flash, max_ram, max_latency):
+            factorize, eval_data, io, emit, target, entropy, kernels, unsafe, as_json, max_flash, max_ram, max_latency):
     """Compile MODEL into OUT (model.tflite, report.json, report.html; c/ with --emit c)."""
     from . import api
     from .profile.report import print_summary
@@ -127,7 +133,7 @@ def compile(ctx, model, out, quantize, recipe, calibration, calibration_method, 
                          quantize_opts=api.quantize_options(scheme, granularity, rounding, False if plain else None),
                          qat=qat, train_data=train_data, epochs=epochs,
                          prune_opts=api.prune_options(prune, prune_granularity, prune_schedule, prune_criterion),
-                         prune_structured=prune_structured,
+                         prune_structured=prune_structured, factorize=factorize, entropy=entropy,
                          **limits)
     if as_json:
         click.echo(json.dumps(report, indent=2))

@@ -61,6 +61,19 @@ def test_cortex_m4_profile_is_exact_repeatable_and_consistent(model, tmp_path):
     assert "cycles (est.)" in (out / "report.html").read_text()
 
 
+def test_entropy_coded_weights_profile_without_the_one_time_decode(model, tmp_path):
+    need("arm-none-eabi-gcc")
+    plain = api.profile(compiled(model, tmp_path, "cortex-m4"), "cortex-m4", data=model / "c.npz")
+    out = tmp_path / "coded"
+    api.compile(str(model / "m.tflite"), out, quantize="int8", calibration=model / "c.npz", emit=("tflite", "c"),
+                target="cortex-m4", entropy="init")
+    coded = api.profile(out, "cortex-m4", data=model / "c.npz")
+    assert json.loads((out / "report.json").read_text())["entropy"]["arrays_coded"] >= 1
+    assert coded["profile"]["outputs_equal"]
+    # model_init decoded the weights before the measured inference: only the ready check is added
+    assert 0 <= coded["totals"]["instructions"] - plain["totals"]["instructions"] < 50
+
+
 def test_cmsis_kernels_beat_ref_on_the_same_model(model, tmp_path):
     need("arm-none-eabi-gcc")
     ref = compiled(model, tmp_path, "cortex-m0plus")      # ref kernels only

@@ -57,7 +57,10 @@ def harness(g: Graph) -> str:
               "", "int ec_profile_run(void);", "int ec_profile_run(void) {",
               f"    const void *in[] = {{{', '.join(f'ec_input{k}' for k in range(len(g.inputs)))}}};",
               f"    void *out[] = {{{', '.join(f'ec_output{k}' for k in range(len(g.outputs)))}}};",
-              "    return model_invoke_v(ec_arena, in, out);", "}", ""]
+              "    return model_invoke_v(ec_arena, in, out);", "}", "",
+              "int ec_profile_init(void);",   # entropy=init: the one-time decode, outside the measured run
+              "int ec_profile_init(void) {", "#ifdef MODEL_DECODE_BYTES", "    return model_init();", "#else",
+              "    return 0;", "#endif", "}", ""]
     return "\n".join(lines)
 
 
@@ -97,6 +100,9 @@ def profile_elf(elf: Path, g: Graph, target: Target, inputs: list[np.ndarray]) -
     """Run one inference (inputs: one sample each, already in the model's dtypes)."""
     from ..run.emulate import Emulator
     emu = Emulator(elf, target.emulator, record=True, marker="ec_layer_mark")
+    if emu.call("ec_profile_init", measure_stack=True) != 0:
+        raise EdgecError(f"model_init failed on the emulated {target.emulator} (corrupt entropy-coded weights)")
+    init_stack = int(emu.stack_used or 0)
     for k, x in enumerate(inputs):
         emu.write(f"ec_input{k}", np.ascontiguousarray(x).tobytes())
     rc = emu.call("ec_profile_run", measure_stack=True)
@@ -123,7 +129,7 @@ def profile_elf(elf: Path, g: Graph, target: Target, inputs: list[np.ndarray]) -
     return Profile(
         instructions=emu.instructions, classes=dict(sorted(total_hist.items())),
         cycles=estimate_cycles(total_hist, costs), layer_instructions=layer_instr, layer_cycles=layer_cycles,
-        flash_bytes=flash, static_ram_bytes=ram, stack_bytes=int(emu.stack_used or 0), sections=sections,
+        flash_bytes=flash, static_ram_bytes=ram, stack_bytes=max(int(emu.stack_used or 0), init_stack), sections=sections,
         outputs=outputs, elf=elf)
 
 
