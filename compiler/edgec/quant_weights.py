@@ -1,6 +1,6 @@
 """Weight quantizers for the quantize pass: level grids, scale search, rounding, and GPTQ.
 
-A weight tensor becomes integer *levels* (held in an int8 container, /tmp/lowbit.md's contract) times a
+A weight tensor becomes integer *levels* (held in an int8 container, docs/quantization.md's contract) times a
 scale per tensor or per output channel; zero points are 0. Every scheme is a set of allowed integer
 levels (a "grid"), shared by all channels or (kmeans) one per channel:
 
@@ -92,7 +92,7 @@ class QuantizedWeight:
     codebook: np.ndarray | None  # int8 [n] or [C, n] for kmeans
     bits: int
     scheme: str
-    group_size: int = 0                  # > 0: per-group multipliers (/tmp/group.md), levels = q * mult
+    group_size: int = 0                  # > 0: per-group multipliers (docs/quantization.md), levels = q * mult
     group_mult: np.ndarray | None = None  # uint8 [R, G] on the rows of the tensor
 
     def dequantized(self, axis: int | None) -> np.ndarray:
@@ -225,7 +225,7 @@ def group_mult_max(bits: int, scheme: str) -> int:
 
 def choose_groups(rows: np.ndarray, bits: int, scheme: str, group_size: int, scale_mode: str = "mse",
                   per_row: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Per-group scales as integer multiples of a row (or tensor) scale (/tmp/group.md): returns
+    """Per-group scales as integer multiples of a row (or tensor) scale (docs/quantization.md): returns
     (scale [R], mult uint8 [R, G]) for rows [R, K] in groups of `group_size` consecutive elements.
 
     Each group first gets its own best scale (choose_grid on the group alone); the row scale is the
@@ -270,7 +270,7 @@ def expand_groups(mult: np.ndarray, group_size: int, k: int) -> np.ndarray:
 
 
 def group_levels(v_rows: np.ndarray, mult: np.ndarray, group_size: int) -> np.ndarray:
-    """q = v / m of stored group levels v [R, K] (/tmp/group.md); ValueError unless exact."""
+    """q = v / m of stored group levels v [R, K] (docs/quantization.md); ValueError unless exact."""
     v = np.asarray(v_rows, np.int64)
     m = expand_groups(np.asarray(mult, np.int64), int(group_size), v.shape[1])
     if m.shape != v.shape or np.any(m < 1) or np.any(v % m != 0):

@@ -1,6 +1,6 @@
 /* edgec kernels: GATHER (embedding lookup) and BATCH_MATMUL with a packed low-bit constant table / rhs.
  *
- * Storage (compiler/edgec/backends/c/pack_weights.py, /tmp/lowbit.md, /tmp/group.md): the tensor is cut
+ * Storage (compiler/edgec/backends/c/pack_weights.py, docs/quantization.md): the tensor is cut
  * into rows of K elements, each row a run of `bits`-bit codes, little-endian within a byte (element j
  * occupies bits [j * bits, (j + 1) * bits) of its row; fields may straddle bytes), padded to
  * row_bytes = (K * bits + 7) / 8 whole bytes (ec_lowbit_code reads one field). A code decodes to

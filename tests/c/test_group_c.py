@@ -1,4 +1,4 @@
-"""Group-quantized weights in the C backend (/tmp/group.md; backends/c/pack_weights.py, kernels *_s8g in
+"""Group-quantized weights in the C backend (docs/quantization.md; backends/c/pack_weights.py, kernels *_s8g in
 kernels/include/ec_lowbit.h): int8 containers holding v = q * m with meta["group_size"] / ["group_mult"]
 are stored as packed q plus one uint8 multiplier per group, and the generated C equals TFLite Micro (which
 runs the plain int8 containers) and the reference interpreter bit for bit -- FULLY_CONNECTED, CONV_2D
@@ -39,7 +39,7 @@ CASE_IDS = [f"{s}{b}" for s, b in CASES]
 
 
 # ------------------------------------------------------------------------------------------------
-# group-quantized tensors, built by hand exactly per /tmp/group.md
+# group-quantized tensors, built by hand exactly per docs/quantization.md
 
 def q_limit(scheme: str, bits: int) -> int:
     return (1 << (bits - 1)) - 1 if scheme == "uniform" else 1

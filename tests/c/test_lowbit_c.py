@@ -1,5 +1,5 @@
 """Packed low-bit weights in the C backend (backends/c/pack_weights.py, kernels/include/ec_lowbit.h):
-graphs whose weights follow /tmp/lowbit.md's contract (int8 containers holding the level values,
+graphs whose weights follow docs/quantization.md's contract (int8 containers holding the level values,
 QuantParams.bits / scheme, meta["codebook"]) run bit-exactly in generated C (== TFLite Micro, which
 runs the int8 containers, == the reference interpreter) for every scheme and width, per tensor and
 per channel, over odd shapes; packing round-trips in numpy; the packed const arrays model.c holds

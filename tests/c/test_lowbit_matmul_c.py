@@ -1,6 +1,6 @@
 """Packed low-bit GATHER tables and BATCH_MATMUL constant rhs in generated C (ir/ops/matmul.py,
-kernels/include/ec_lowbit_matmul.h): tables and rhs that follow /tmp/lowbit.md (int8 containers, per-tensor
-scale, bits < 8 or a per-tensor kmeans codebook) and /tmp/group.md (meta group_size / group_mult) run in C
+kernels/include/ec_lowbit_matmul.h): tables and rhs that follow docs/quantization.md (int8 containers, per-tensor
+scale, bits < 8 or a per-tensor kmeans codebook) and docs/quantization.md (meta group_size / group_mult) run in C
 bit for bit equal to the reference interpreter and to TFLite Micro (which runs the int8 containers), for
 every scheme and width, with and without group multipliers, over odd row lengths (fields straddling bytes),
 repeated and edge indices, adj_x / adj_y and broadcast batch dims; the arrays model.c holds are the packed
@@ -56,7 +56,7 @@ def lowbit_const(g: Graph, name: str, values, scale: float, case, cb, mult, grou
 
 
 def rhs_rows(b: np.ndarray, adj_y: bool) -> np.ndarray:
-    """/tmp/group.md's BATCH_MATMUL rhs rows: [matrices * N, K]."""
+    """docs/quantization.md's BATCH_MATMUL rhs rows: [matrices * N, K]."""
     return (b if adj_y else np.swapaxes(b, -1, -2)).reshape(-1, b.shape[-1] if adj_y else b.shape[-2])
 
 

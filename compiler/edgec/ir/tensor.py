@@ -85,7 +85,7 @@ class Tensor:
     @property
     def nbytes(self) -> int:
         """Bytes as stored: sub-byte weights count at their bit width, plus one byte per group
-        multiplier of a group-quantized weight (meta["group_mult"], /tmp/group.md)."""
+        multiplier of a group-quantized weight (meta["group_mult"], docs/quantization.md)."""
         bits = self.quant.bits if self.quant is not None else np.dtype(self.dtype).itemsize * 8
         mult = self.meta.get("group_mult")
         return (self.size * bits + 7) // 8 + (int(np.size(mult)) if mult is not None else 0)

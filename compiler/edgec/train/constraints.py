@@ -39,7 +39,7 @@ class WeightQuant:
     gradient of its members, as Cluster's) and rounded to integers in every forward pass, so the
     codebook training sees is the int8 codebook stored.
 
-    group_size N > 0: per-group scales (/tmp/group.md) on the weight's [out][K] rows (`rows`, a RowView
+    group_size N > 0: per-group scales (docs/quantization.md) on the weight's [out][K] rows (`rows`, a RowView
     in pack_weights.weight_rows order): group g of row r has the scale scale[r] * m[r, g] with integer
     multipliers m chosen once from the initial weights (qw.choose_groups); the stored level is q * m."""
     bits: int = 8

@@ -1,4 +1,4 @@
-"""Packed low-bit weights for the C backend (/tmp/lowbit.md's IR contract; kernels in kernels/ref/*_s8w*.c,
+"""Packed low-bit weights for the C backend (docs/quantization.md's IR contract; kernels in kernels/ref/*_s8w*.c,
 declared in kernels/include/ec_lowbit.h).
 
 A low-bit weight tensor (int8 container, quant.bits < 8, or scheme "kmeans") is stored as rows of codes,
@@ -19,7 +19,7 @@ Every scheme decodes through a table lut[code] (2^field_bits int8 entries per te
 codebook itself, per tensor or per channel with stride n); the specialised kernels (int4 / int2 two's
 complement, binary) decode arithmetically instead and take no table.
 
-Group-quantized weights (/tmp/group.md: meta["group_size"] = N, meta["group_mult"] = uint8 [R, G]) hold
+Group-quantized weights (docs/quantization.md: meta["group_size"] = N, meta["group_mult"] = uint8 [R, G]) hold
 the effective levels v = q * m in the container; the rows store the codes of q (uniform 2..4 bits and
 ternary as two's complement, binary as 1 bit) and a uint8 [R * G] array keeps the multipliers, row-major.
 Their kernels (*_s8g, ec_lowbit.h) compute acc = sum_g m[r, g] * sum_{j in g} q[r, j] * (x_j - in_zp),
@@ -46,7 +46,7 @@ def is_lowbit(t: Tensor | None) -> bool:
 
 
 def is_grouped(t: Tensor | None) -> bool:
-    """Whether `t` carries per-group multipliers (/tmp/group.md)."""
+    """Whether `t` carries per-group multipliers (docs/quantization.md)."""
     return t is not None and t.meta.get("group_mult") is not None
 
 
@@ -122,7 +122,7 @@ def _codebook_rows(t: Tensor, rows: int, op_type: str) -> np.ndarray:
 
 def group_levels(t: Tensor, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """(q [R, K] int64, multipliers uint8 [R, G], N) of the rows (v) of a group-quantized weight `t`,
-    checking /tmp/group.md's invariant v[r, j] == q[r, j] * m[r, j // N] with q on the scheme's grid."""
+    checking docs/quantization.md's invariant v[r, j] == q[r, j] * m[r, j // N] with q on the scheme's grid."""
     scheme, bits = t.quant.scheme, int(t.quant.bits)
     v = np.asarray(rows, np.int64)
     r, k = v.shape

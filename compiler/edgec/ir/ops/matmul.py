@@ -35,7 +35,7 @@ def _zp(t: Tensor) -> int:
 
 
 # ------------------------------------------------------------------------------------------------
-# packed low-bit tables / rhs (/tmp/lowbit.md, /tmp/group.md; kernels/include/ec_lowbit_matmul.h)
+# packed low-bit tables / rhs (docs/quantization.md; kernels/include/ec_lowbit_matmul.h)
 
 def _packed_rows(t: Tensor, rows: np.ndarray | None, op_type: str):
     """(packed uint8 rows, field bits, lut, lut_stride, group_size, multipliers uint8 [R * G] or None)
