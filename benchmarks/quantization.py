@@ -14,18 +14,21 @@ every configuration below is compiled with
                   loss-aware = the recipe's default (GPTQ + bias correction)
   pow2            4-bit power-of-two weights
   kmeans4         4-bit k-means codebook weights (16 int8 values per channel)
+  group:N         per-group scales (granularity group:N: an integer multiplier per N weights of a row)
   ternary, binary PTQ (the recipe: GPTQ + bias correction) and QAT (qat=True, train_data=train split)
 
 Measured: top-1 accuracy on the held-out test split (report totals.accuracy: LiteRT running the
-compiled .tflite), the C artifact's weight bytes (totals.weight_bytes: packed weights + int32 biases; scales,
-requantization multipliers and lookup tables are not in it), and, beside them, the accuracy of the C
+compiled .tflite), the C artifact's weight bytes (totals.weight_bytes: what model.c stores for the weights — packed
+codes, decode tables, group multipliers — and int32 biases; per-channel scales and requantization
+multipliers are not in it), and, beside them, the accuracy of the C
 artifact itself built for this machine (api.eval, artifact c) and every `static const` byte of its model.c
 (weights, biases, requantization multipliers/shifts, lookup tables). The size bound for b-bit weights is
 
-    b/8 * params * 1.05 + 4 bytes per output channel of each quantized weight tensor + codebook bytes
+    b/8 * params * 1.05 + 4 bytes per output channel of each quantized weight tensor + tables
 
-(params from totals.params; b the stored width: ternary 2, binary 1; codebook = 16 int8 per channel for
-kmeans4).
+(params from totals.params; b the stored width: ternary 2, binary 1; tables = the decode tables and
+group multipliers: kmeans4's 16 int8 codebook per channel, the 2^b-entry decode table model.c stores
+per packed conv, one uint8 per group for group:N).
 
 Acceptance: int4 loss-aware within 1.0 point of float on each model; ternary QAT within 2 points and
 binary QAT within 5 points of float on digits_cnn (ds_cnn reported, not checked); int8 QAT >= int8 PTQ
@@ -80,7 +83,7 @@ TERNARY_QAT_POINTS = 2.0
 BINARY_QAT_POINTS = 5.0
 
 
-# key, label, method, recipe, loss_aware (None: recipe default), qat, stored bits, codebook entries/channel
+# key, label, method, recipe, loss_aware (None: recipe default), qat, stored bits, group size (0: per channel)
 CONFIGS = [
     ("float", "float", "-", "float", None, False, 32, 0),
     ("int8_ptq", "int8", "PTQ", "int8", None, False, 8, 0),
@@ -92,7 +95,11 @@ CONFIGS = [
     ("int2_rtn", "int2", "PTQ RTN", "int2", False, False, 2, 0),
     ("int2_la", "int2", "PTQ loss-aware", "int2", None, False, 2, 0),
     ("pow2", "pow2 (4-bit)", "PTQ loss-aware", "pow2", None, False, 4, 0),
-    ("kmeans4", "kmeans4", "PTQ loss-aware", "kmeans4", None, False, 4, 16),
+    ("kmeans4", "kmeans4", "PTQ loss-aware", "kmeans4", None, False, 4, 0),
+    ("int4_g32", "int4 group:32", "PTQ loss-aware", "int4", None, False, 4, 32),
+    ("int3_g16", "int3 group:16", "PTQ loss-aware", "int3", None, False, 3, 16),
+    ("int2_g16", "int2 group:16", "PTQ loss-aware", "int2", None, False, 2, 16),
+    ("ternary_g16", "ternary group:16", "PTQ loss-aware", "ternary", None, False, 2, 16),
     ("ternary_ptq", "ternary", "PTQ loss-aware", "ternary", None, False, 2, 0),
     ("ternary_qat", "ternary", "QAT", "ternary", None, True, 2, 0),
     ("binary_ptq", "binary", "PTQ loss-aware", "binary", None, False, 1, 0),
@@ -162,21 +169,22 @@ def c_const_bytes(out: Path) -> dict:
         b = _SIZES[typ] * int(n)
         total += b
         suffix = name.rsplit("_", 1)[-1]
-        kind = {"wpacked": "packed weights", "wlut": "lookup tables", "mult": "requant", "shift": "requant",
-                "q": "biases"}.get(suffix, "weights/biases")
+        kind = {"wpacked": "packed weights", "wlut": "lookup tables", "wgmult": "group multipliers",
+                "mult": "requant", "shift": "requant", "q": "biases"}.get(suffix, "weights/biases")
         kinds[kind] = kinds.get(kind, 0) + b
     return {"total": total, **kinds}
 
 
 def compile_one(model, cfg, data, out: Path, ds_epochs: int | None, model_name: str, c_eval: bool) -> dict:
     from edgec import api
-    key, label, method, recipe, loss_aware, qat, bits, codebook = cfg
+    key, label, method, recipe, loss_aware, qat, bits, group = cfg
     xc, xt, yt, x_tr, y_tr = data
     kw: dict = dict(recipe=recipe, eval_data={"x": xt, "y": yt}, emit=("tflite", "c"))
     if recipe != "float":
         kw["calibration"] = {"x": xc}
-    if loss_aware is not None:
-        kw["quantize_opts"] = api.quantize_options(loss_aware=loss_aware)
+    if loss_aware is not None or group:
+        kw["quantize_opts"] = api.quantize_options(loss_aware=loss_aware,
+                                                   granularity=f"group:{group}" if group else None)
     epochs = None
     if qat:
         epochs = ds_epochs if (model_name != "digits_cnn" and ds_epochs) else QAT_DEFAULT_EPOCHS
@@ -206,8 +214,12 @@ def compile_one(model, cfg, data, out: Path, ds_epochs: int | None, model_name: 
         ch = channel_counts(out)
         row["quantized_weight_tensors"] = len(ch)
         row["output_channels"] = int(sum(ch))
-        row["codebook_bytes"] = int(codebook * sum(ch))
-        row["bound"] = int(np.ceil(bits / 8 * t["params"] * SLACK + SCALE_BYTES * sum(ch) + row["codebook_bytes"]))
+        c = row["c_const"]
+        # kmeans4's tables are its codebooks, 16 int8 per channel (a layer whose packed codes + codebook
+        # would be larger is stored sparse instead, so model.c may hold fewer table bytes than that)
+        tables = 16 * sum(ch) if recipe == "kmeans4" else c.get("lookup tables", 0)
+        row["table_bytes"] = int(tables + c.get("group multipliers", 0))
+        row["bound"] = int(np.ceil(bits / 8 * t["params"] * SLACK + SCALE_BYTES * sum(ch) + row["table_bytes"]))
         row["within_bound"] = bool(t["weight_bytes"] <= row["bound"])
     if c_eval:
         t0 = time.perf_counter()
@@ -323,10 +335,11 @@ def write_md(doc: dict, path: Path) -> None:
          "Generated by `python benchmarks/quantization.py`. Accuracy: top-1 on the held-out test split "
          "(report `totals.accuracy`: LiteRT running the compiled .tflite); **C acc**: the same test split "
          "through the C artifact built for this machine (`api.eval`, artifact c). **Weight bytes**: "
-         "`totals.weight_bytes` of the compile with `emit=(\"tflite\", \"c\")` (packed weights + int32 biases). "
+         "`totals.weight_bytes` of the compile with `emit=(\"tflite\", \"c\")` (what model.c stores for the "
+         "weights: packed codes, decode tables, group multipliers; and int32 biases). "
          "**C const**: every `static const` array in the generated model.c (also requantization multipliers/shifts "
          "and lookup tables), for reference. **Bound**: bits/8 x params x 1.05 + 4 B per output channel of each "
-         "quantized weight tensor + codebook bytes (kmeans4: 16 int8 per channel). Compression is float bytes / "
+         "quantized weight tensor + the decode tables and group multipliers model.c stores. Compression is float bytes / "
          "weight bytes. RTN = round to nearest (`quantize_options(loss_aware=False)`); loss-aware = the recipe "
          "default (GPTQ + bias correction). QAT: `qat=True, train_data=` the training split, "
          + ", ".join(f"{m} {doc['qat_epochs'][m]} epochs" for m in models)

@@ -31,12 +31,11 @@
 /* wb[t] = {(w[slot 0], w[slot 1]), (w[slot 2], w[slot 3])} at tap t, int16 pairs */
 static void ec_dw_decode4(const ec_conv_s8wN_params_t *p, const uint8_t *w, const int32_t oc[4], uint32_t (*wb)[2]) {
     const uint32_t taps = (uint32_t)p->conv.k_h * (uint32_t)p->conv.k_w;
-    const size_t row_bytes = ((size_t)taps * (size_t)p->bits + 7u) / 8u;
     for (uint32_t t = 0; t < taps; t++) {
-        const uint32_t v0 = (uint32_t)ec_lowbit_weight(p, w, row_bytes, oc[0], t);
-        const uint32_t v1 = (uint32_t)ec_lowbit_weight(p, w, row_bytes, oc[1], t);
-        const uint32_t v2 = (uint32_t)ec_lowbit_weight(p, w, row_bytes, oc[2], t);
-        const uint32_t v3 = (uint32_t)ec_lowbit_weight(p, w, row_bytes, oc[3], t);
+        const uint32_t v0 = (uint32_t)ec_lowbit_weight(p, w, taps, oc[0], t);
+        const uint32_t v1 = (uint32_t)ec_lowbit_weight(p, w, taps, oc[1], t);
+        const uint32_t v2 = (uint32_t)ec_lowbit_weight(p, w, taps, oc[2], t);
+        const uint32_t v3 = (uint32_t)ec_lowbit_weight(p, w, taps, oc[3], t);
         wb[t][0] = (v0 & 0xFFFFu) | (v1 << 16);
         wb[t][1] = (v2 & 0xFFFFu) | (v3 << 16);
     }

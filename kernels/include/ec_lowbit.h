@@ -4,7 +4,9 @@
  * CONV_2D [out][k_h][k_w][in_c], DEPTHWISE [out_c][k_h][k_w] (transposed from the IR's 1HWC) -- of
  * `bits`-bit codes, little-endian within a byte (element j occupies bits [j * bits, (j + 1) * bits) of the
  * row, counting from bit 0 of its first byte; 3-bit fields may straddle bytes), each row padded to
- * row_bytes = (K * bits + 7) / 8 whole bytes. A code decodes to its int8 weight value:
+ * row_bytes = (K * bits + 7) / 8 whole bytes -- except DEPTHWISE (_s8wN), whose short rows follow each
+ * other with no padding (code j of channel oc is field oc * k_h * k_w + j of one bit stream). A code
+ * decodes to its int8 weight value:
  *   ..._s8w4 / _s8w2   the code is the value's 4-bit / 2-bit two's complement (uniform, ternary);
  *   ..._s8w1           binary: code 1 -> +1, 0 -> -1 (computed as 2 * sum_{w=+1}(x - zp) - sum(x - zp));
  *   ..._s8cb, _s8wN    through a table: value = lut[oc * lut_stride + code] (lut_stride 0: one table of

@@ -44,22 +44,24 @@ EC_NOINLINE void ec_conv_wN_generic(const ec_conv_s8wN_params_t *p, const int8_t
     }
 }
 
-/* The int8 weight of element j of output channel oc's packed row: lut[oc * lut_stride + code] */
-EC_INLINE int32_t ec_lowbit_weight(const ec_conv_s8wN_params_t *p, const uint8_t *w, size_t row_bytes, int32_t oc,
+/* The int8 weight of tap j of depthwise output channel oc (codes contiguous, `taps` per channel, no
+ * row padding): lut[oc * lut_stride + code] */
+EC_INLINE int32_t ec_lowbit_weight(const ec_conv_s8wN_params_t *p, const uint8_t *w, uint32_t taps, int32_t oc,
                                    uint32_t j) {
-    const uint32_t code = ec_lowbit_code(w + (size_t)oc * row_bytes, j, (uint32_t)p->bits);
+    const uint32_t code = ec_lowbit_code(w, (uint32_t)oc * taps + j, (uint32_t)p->bits);
     return (int32_t)p->lut[(size_t)oc * (size_t)p->lut_stride + code];
 }
 
-/* DEPTHWISE_CONV_2D: row oc (output channel oc = ic * depth_mult + m) holds its k_h * k_w codes,
- * w[ky][kx][oc] = lut[oc * lut_stride + code(row oc, ky * k_w + kx)]; otherwise TFLite Micro's
+/* DEPTHWISE_CONV_2D: output channel oc (= ic * depth_mult + m) has k_h * k_w codes, stored one channel
+ * after the other with no padding between channels (rows of 9 codes would waste up to 7 bits each),
+ * w[ky][kx][oc] = lut[oc * lut_stride + code(oc * k_h * k_w + ky * k_w + kx)]; otherwise TFLite Micro's
  * DepthwiseConvPerChannel bit for bit */
 EC_NOINLINE void ec_depthwise_wN_generic(const ec_conv_s8wN_params_t *p, const int8_t *in, const uint8_t *w,
                                          const int32_t *bias, int8_t *out) {
     const ec_conv_s8_params_t *c = &p->conv;
     const int32_t in_c = c->in_c, out_c = c->out_c, dm = c->depth_mult, in_zp = c->in_zp;
     const uint32_t bits = (uint32_t)p->bits;
-    const size_t row_bytes = ((size_t)c->k_h * (size_t)c->k_w * bits + 7u) / 8u;
+    const uint32_t taps = (uint32_t)c->k_h * (uint32_t)c->k_w;
     for (int32_t oy = 0; oy < c->out_h; oy++) {
         const int32_t iy0 = oy * c->stride_h - c->pad_h;
         int32_t ky_lo, ky_hi;
@@ -71,7 +73,7 @@ EC_NOINLINE void ec_depthwise_wN_generic(const ec_conv_s8wN_params_t *p, const i
             int8_t *o = out + ((size_t)oy * (size_t)c->out_w + (size_t)ox) * (size_t)out_c;
             for (int32_t oc = 0; oc < out_c; oc++) {
                 const int32_t ic = oc / dm;
-                const uint8_t *row = w + (size_t)oc * row_bytes;
+                const uint32_t j0 = (uint32_t)oc * taps;
                 const int8_t *lut = p->lut + (size_t)oc * (size_t)p->lut_stride;
                 int32_t acc = 0;
                 for (int32_t ky = ky_lo; ky < ky_hi; ky++) {
@@ -80,7 +82,7 @@ EC_NOINLINE void ec_depthwise_wN_generic(const ec_conv_s8wN_params_t *p, const i
                     for (int32_t kx = kx_lo; kx < kx_hi; kx++) {
                         const int32_t ix = ix0 + kx * c->dil_w;
                         const uint32_t j = (uint32_t)ky * (uint32_t)c->k_w + (uint32_t)kx;
-                        acc += (int32_t)lut[ec_lowbit_code(row, j, bits)] * ((int32_t)xrow[(size_t)ix * (size_t)in_c] - in_zp);
+                        acc += (int32_t)lut[ec_lowbit_code(w, j0 + j, bits)] * ((int32_t)xrow[(size_t)ix * (size_t)in_c] - in_zp);
                     }
                 }
                 if (bias) acc += bias[oc];

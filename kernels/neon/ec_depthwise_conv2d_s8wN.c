@@ -46,7 +46,6 @@ typedef struct {
 static void ec_dw_setup(const ec_conv_s8wN_params_t *p, const uint8_t *w, const int32_t *bias, ec_dw_block_t *b) {
     const ec_conv_s8_params_t *c = &p->conv;
     const uint32_t taps = (uint32_t)c->k_h * (uint32_t)c->k_w;
-    const size_t row_bytes = ((size_t)taps * (size_t)p->bits + 7u) / 8u;
     const int32_t ic0 = b->oc[0] / c->depth_mult;
     for (int32_t k = 0; k < 8; k++) {
         const int32_t oc = b->oc[k];
@@ -54,7 +53,7 @@ static void ec_dw_setup(const ec_conv_s8wN_params_t *p, const uint8_t *w, const 
         b->mult[k] = c->mult[oc];
         b->shift[k] = c->shift[oc];
         b->idx[k] = (int8_t)(oc / c->depth_mult - ic0);
-        for (uint32_t t = 0; t < taps; t++) b->w[t][k] = (int16_t)ec_lowbit_weight(p, w, row_bytes, oc, t);
+        for (uint32_t t = 0; t < taps; t++) b->w[t][k] = (int16_t)ec_lowbit_weight(p, w, taps, oc, t);
     }
 }
 

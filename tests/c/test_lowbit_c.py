@@ -202,8 +202,12 @@ def test_pack_roundtrip(case, per_channel):
         rows = shape[axis]
         k = w.size // rows
         fb = pw.kmeans_bits(case[2]) if case[0] == "kmeans" else case[1]
-        assert p.field_bits == fb and p.row_bytes == (k * fb + 7) // 8
-        assert p.data.dtype == np.uint8 and p.data.size == rows * p.row_bytes
+        if op_type == "DEPTHWISE_CONV_2D":   # channels back to back: one bit stream, no row padding
+            assert p.field_bits == fb and p.row_bytes == 0 and p.data.size == (rows * k * fb + 7) // 8
+        else:
+            assert p.field_bits == fb and p.row_bytes == (k * fb + 7) // 8
+            assert p.data.size == rows * p.row_bytes
+        assert p.data.dtype == np.uint8
         assert np.array_equal(pw.unpack_tensor(p, op_type, shape), w)
 
 

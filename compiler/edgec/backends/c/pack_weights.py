@@ -56,7 +56,7 @@ class Packed:
     rows: int
     k: int                    # fields per row
     field_bits: int
-    row_bytes: int
+    row_bytes: int            # 0: no row padding, the rows' codes form one bit stream (depthwise)
     kind: str                 # "w4", "w2", "w1" (arithmetic decode), "lut", or "group" (codes of q, times mult)
     lut: np.ndarray           # int8: [2^field_bits] (per tensor) or [rows, n] (per-channel codebook); group: q
     lut_stride: int           # entries between channels' tables (0: one table)
@@ -244,6 +244,9 @@ def pack_tensor(t: Tensor, op_type: str, specialise: bool = True) -> Packed:
         return Packed(data.reshape(-1), q.shape[0], q.shape[1], fb, data.shape[1], "group",
                       np.asarray(lut, np.int8), stride, n, mult)
     codes, fb, lut, stride = encode(t, rows, op_type)
+    if op_type == "DEPTHWISE_CONV_2D":   # channels back to back, no row padding (kernels/include/ec_lowbit_conv.h)
+        data = pack_codes(codes.reshape(1, -1), fb)
+        return Packed(data.reshape(-1), rows.shape[0], rows.shape[1], fb, 0, "lut", np.asarray(lut, np.int8), stride)
     data = pack_codes(codes, fb)
     kind = "lut"
     if specialise and t.quant.scheme in ("uniform", "ternary") and fb in (4, 2):
@@ -256,7 +259,10 @@ def pack_tensor(t: Tensor, op_type: str, specialise: bool = True) -> Packed:
 
 def unpack(p: Packed) -> np.ndarray:
     """The int8 [rows, K] weight matrix a Packed decodes to (what the kernels compute with)."""
-    codes = unpack_codes(p.data.reshape(p.rows, p.row_bytes), p.field_bits, p.k)
+    if p.row_bytes == 0:   # one bit stream (depthwise)
+        codes = unpack_codes(p.data.reshape(1, -1), p.field_bits, p.rows * p.k).reshape(p.rows, p.k)
+    else:
+        codes = unpack_codes(p.data.reshape(p.rows, p.row_bytes), p.field_bits, p.k)
     if p.mult is not None:   # v = q * m of each element's group
         full = np.repeat(p.mult.astype(np.int64), p.group_size, axis=1)[:, :p.k]
         return (p.lut[codes].astype(np.int64) * full).astype(np.int8)
