@@ -233,3 +233,77 @@ def test_custom_op_is_refused(zoo_models, tmp_path, capsys):
     (tmp_path / "custom.tflite").write_bytes(data)
     line = _refused(tmp_path / "custom.tflite", x, tmp_path, capsys)
     assert "custom" in line and zoo.CUSTOM_CODE in line and f"at operator {k}" in line, line
+
+
+# -- Keras MultiHeadAttention ------------------------------------------------------------------------
+MHA_OPS = {"FULLY_CONNECTED", "RESHAPE", "TRANSPOSE", "BATCH_MATMUL", "MUL", "SOFTMAX", "MEAN"}
+
+
+@pytest.fixture(scope="module")
+def mha_model(tmp_path_factory):
+    """tokens [1, 8, 16] -> keras MultiHeadAttention (4 heads, key_dim 4, self-attention) -> average
+    over tokens -> Dense(5), seeded, with non-zero biases (as trained; the frozen conversion folds the
+    per-head bias ADDs into the projections); imported through edgec's Keras frontend. Returns (keras
+    model, float .tflite path, imported graph, calibration x)."""
+    import keras
+    from edgec.frontend import load_model
+    keras.utils.set_random_seed(3)
+    x = keras.Input((8, 16))
+    mha = keras.layers.MultiHeadAttention(num_heads=4, key_dim=4, name="mha")
+    y = keras.layers.Dense(5, name="cls")(keras.layers.GlobalAveragePooling1D()(mha(x, x)))
+    model = keras.Model(x, y)
+    rng = np.random.default_rng(3)
+    for w in mha.weights:
+        if "bias" in w.path:
+            w.assign(rng.normal(0.0, 0.2, w.shape).astype(np.float32))
+    loaded = load_model(model)
+    path = tmp_path_factory.mktemp("mha") / "mha.tflite"
+    path.write_bytes(loaded.tflite)
+    return model, path, loaded.graph, rng.uniform(-1.0, 1.0, (64, 8, 16)).astype(np.float32)
+
+
+def test_mha_imports_through_the_keras_frontend(mha_model):
+    from edgec.ir.interpret import run_batch
+    model, _, g, x = mha_model
+    assert MHA_OPS <= _ops(g), sorted(MHA_OPS - _ops(g))
+    assert sum(op.type == "TRANSPOSE" for op in g.ops) == 4
+    np.testing.assert_allclose(run_batch(g, [x[:8]])[0], model.predict(x[:8], verbose=0), rtol=1e-4, atol=1e-5)
+
+
+def _mha_int8(mha_model, tmp_path, **options):
+    """Compiles the MHA model to int8 (.tflite and C); checks it is integer end to end and bit-exact:
+    reference == TFLM == C (LiteRT within its documented FULLY_CONNECTED deviation); returns the
+    graph, its report and its correlation with the float Keras model on calibration-like data."""
+    from ccheck import check_c_exact
+    model, path, _, x = mha_model
+    report = api.compile(path, tmp_path / "out", quantize="int8", calibration={"x": x}, emit=("tflite", "c"),
+                         **options)
+    q = [p for p in report["passes"] if p["name"] == "quantize"][0]
+    assert q["fallback_ops"] == []
+    g = load_tflite(str(tmp_path / "out" / "model.tflite"))
+    assert {g.tensors[o].dtype for op in g.ops for o in op.outputs} == {"int8"}
+    xq = [_quantize(x[:16], g.tensors[g.inputs[0]])]
+    stats = check_bit_exact(g, inputs=xq)
+    assert stats["tflm"]["values_differing"] == 0
+    check_bit_exact(g, n=20, seed=1)
+    check_c_exact(g, n=100)
+    check_c_exact(g, inputs=xq)
+    got = _dequantize(run_litert((tmp_path / "out" / "model.tflite").read_bytes(), xq)[0], g.tensors[g.outputs[0]])
+    return g, report, _corr(got, model.predict(x[:16], verbose=0))
+
+
+def test_mha_int8_bit_exact_reference_tflm_c(mha_model, tmp_path):
+    g, report, corr = _mha_int8(mha_model, tmp_path)
+    assert MHA_OPS <= _ops(g)
+    assert corr > 0.98, f"int8 vs float correlation {corr:.3f}"
+
+
+def test_mha_heads_pruned_then_int8(mha_model, tmp_path):
+    """Half the heads go (prune_channels heads, l1, no data beyond calibration), then int8: the
+    attention tensors carry 2 heads, MACs and params drop, still bit-exact in TFLM and C."""
+    g, report, corr = _mha_int8(mha_model, tmp_path, prune_structured="heads:0.5")
+    prune = [p for p in report["passes"] if p["name"] == "prune_channels"][0]
+    assert prune["groups"] == [{"name": "mha_1/attention_output_1/Reshape", "heads_before": 4, "heads_after": 2}]
+    assert prune["macs_after"] < 0.55 * prune["macs_before"] and prune["params_after"] < 0.6 * prune["params_before"]
+    assert {g.tensors[op.outputs[0]].shape[1] for op in g.ops if op.type == "BATCH_MATMUL"} == {2}
+    assert corr > 0.5, f"pruned int8 vs float correlation {corr:.3f}"

@@ -1,5 +1,5 @@
 /* edgec kernels: data movement (reshape copies, concatenation, padding, slicing, depth/space
- * rearrangement, resizing) and type conversion (quantize, dequantize).
+ * rearrangement, transposes, resizing) and type conversion (quantize, dequantize).
  *
  * The data movers are element-type generic: they move elements of `elem_size` bytes and never look
  * at values, so one kernel serves float32, int8 and any other dtype. Every shape-dependent number
@@ -48,6 +48,20 @@ typedef struct {
 } ec_strided_copy_params_t;
 
 void ec_strided_copy_x(const ec_strided_copy_params_t *p, const void *in, void *out);
+
+/* TRANSPOSE, up to 6 dims: out[i0]..[i5] = in_bytes[sum_k i_k * step[k]] for i_k < count[k], the
+ * output dense. The compiler drops extent-1 dims and merges output dims that are neighbours in the
+ * input too (so the innermost step is often elem_size: whole rows are copied), padding the front
+ * with count 1. */
+#define EC_TRANSPOSE_MAX_DIMS 6
+
+typedef struct {
+    int32_t elem_size;
+    int32_t count[EC_TRANSPOSE_MAX_DIMS];  /* output extent per dim, outermost first */
+    int32_t step[EC_TRANSPOSE_MAX_DIMS];   /* input byte step per output index */
+} ec_transpose_params_t;
+
+void ec_transpose_x(const ec_transpose_params_t *p, const void *in, void *out);
 
 /* RESIZE_NEAREST_NEIGHBOR: out[b][y][x][:] = in[b][y_index[y]][x_index[x]][:]. */
 typedef struct {

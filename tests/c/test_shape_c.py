@@ -1,4 +1,4 @@
-"""Generated C for RESHAPE, SQUEEZE, CONCATENATION, PAD, STRIDED_SLICE, DEPTH_TO_SPACE and
+"""Generated C for RESHAPE, SQUEEZE, CONCATENATION, PAD, STRIDED_SLICE, TRANSPOSE, DEPTH_TO_SPACE and
 SPACE_TO_DEPTH against TFLite Micro and the reference interpreter, bit for bit.
 
 The movers are element-size generic, so float32 and int8 cover them; int16 (which TFLM runs for only
@@ -17,7 +17,7 @@ from edgec.errors import EdgecError
 from edgec.ir import Graph, Op, QuantParams, Tensor
 from edgec.ir import ops as opreg
 from edgec.ir.ops import default_attrs
-from ops.test_shape import SLICES, _random_slice
+from ops.test_shape import SLICES, TRANSPOSES, TRANSPOSES_6D, _random_slice
 
 DTYPES = ("float32", "int8")
 
@@ -230,6 +230,45 @@ def test_strided_slice_empty_output_emits():
     c.add("STRIDED_SLICE", [(1, 5, 4)], [[0, 3, 0], [1, 1, 4], [1, 1, 1]])
     assert c.g.tensors["c0_y"].shape == (1, 0, 4)
     assert "ec_strided_copy_x(" in model_c(c.g)
+
+
+# -- TRANSPOSE -------------------------------------------------------------------------------------
+
+def _random_transposes(rng, n):
+    """n (shape, perm) of rank 2..5, extents 1..7 behind a batch of 1, perms at random."""
+    out = []
+    while len(out) < n:
+        rank = int(rng.integers(2, 6))
+        shape = (1,) + tuple(int(v) for v in rng.integers(1, 8, rank - 1))
+        out.append((shape, [int(p) for p in rng.permutation(rank)]))
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES + ("int16",))
+def test_transpose(dtype):
+    """The listed perms (tests/ops) and 30 random ones in one graph; 6-D ones (TFLM takes 5) in a
+    second, against the reference."""
+    rng = np.random.default_rng({"float32": 21, "int8": 22, "int16": 23}[dtype])
+    c = Cases("transpose", dtype)
+    for shape, perm in TRANSPOSES + _random_transposes(rng, 30):
+        c.add("TRANSPOSE", [shape], [perm])
+    check_c_exact(c.g)
+    c = Cases("transpose6", dtype)
+    more = [((1, 2, 3, 4, 5, 3), [0, 2, 4, 1, 3, 5]), ((1, 3, 2, 3, 2, 3), [0, 5, 4, 3, 2, 1])]
+    for shape, perm in TRANSPOSES_6D + more:
+        c.add("TRANSPOSE", [shape], [perm])
+    check_c_exact(c.g, tflm=False)
+
+
+def test_transpose_merges_dims_that_stay_neighbours():
+    """[1, H, W, C] -> [1, C, H, W] is a 2-D transpose of [HW][C]; an identity perm is a row copy."""
+    c = Cases("transpose", "int8")
+    c.add("TRANSPOSE", [(1, 5, 6, 3)], [[0, 3, 1, 2]])
+    c.add("TRANSPOSE", [(1, 5, 6, 3)], [[0, 1, 2, 3]])
+    src = model_c(c.g)
+    assert ".count = {1, 1, 1, 1, 3, 30},\n    .step = {0, 0, 0, 0, 1, 3}" in src     # step in bytes
+    assert ".count = {1, 1, 1, 1, 1, 90},\n    .step = {0, 0, 0, 0, 0, 1}" in src
+    check_c_exact(c.g)
 
 
 # -- DEPTH_TO_SPACE / SPACE_TO_DEPTH ---------------------------------------------------------------

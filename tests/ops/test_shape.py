@@ -1,10 +1,11 @@
-"""RESHAPE, SQUEEZE, CONCATENATION, PAD, STRIDED_SLICE, DEPTH_TO_SPACE, SPACE_TO_DEPTH: the numpy
-reference against LiteRT's reference kernels and TFLite Micro, bit for bit.
+"""RESHAPE, SQUEEZE, CONCATENATION, PAD, STRIDED_SLICE, TRANSPOSE, DEPTH_TO_SPACE, SPACE_TO_DEPTH: the
+numpy reference against LiteRT's reference kernels and TFLite Micro, bit for bit.
 
 Where TFLite Micro has no support the case runs against LiteRT only (tflm=False), each with the
 reason: TFLM's STRIDED_SLICE ignores ellipsis_mask / new_axis_mask / offset (its Prepare then
 rejects the output shape), needs begin/end/strides for every input dim and takes at most 4-D input; neither runtime implements a fused
-activation on CONCATENATION; DEPTH_TO_SPACE / SPACE_TO_DEPTH have no int16 kernel anywhere.
+activation on CONCATENATION; DEPTH_TO_SPACE / SPACE_TO_DEPTH have no int16 kernel anywhere; TFLM's
+TRANSPOSE takes at most 5 dims (LiteRT's 6).
 """
 from __future__ import annotations
 
@@ -241,6 +242,60 @@ def test_strided_slice_random_sweep(dtype):
         checked += 1
         tflm_checked += on_tflm
     assert tflm_checked >= 25
+
+
+# -- TRANSPOSE -------------------------------------------------------------------------------------
+
+# (input shape, perm): every rank 1..6, the batch axis kept or moved, identity, the 4-D perms of
+# Keras' MultiHeadAttention ([0, 2, 1, 3], [0, 2, 3, 1]) and NHWC <-> NCHW; rank 6 is LiteRT only
+TRANSPOSES = [((1,), [0]), ((1, 7), [1, 0]), ((1, 3, 5), [0, 2, 1]), ((1, 5, 3), [2, 0, 1]),
+              ((1, 7, 3, 5), [0, 2, 1, 3]), ((1, 7, 3, 5), [0, 2, 3, 1]), ((1, 6, 5, 3), [0, 3, 1, 2]),
+              ((1, 6, 5, 3), [0, 1, 2, 3]), ((1, 3, 2, 5), [3, 1, 0, 2]), ((1, 2, 3, 4, 5), [0, 4, 2, 1, 3]),
+              ((1, 3, 1, 5, 2), [0, 3, 4, 2, 1])]
+TRANSPOSES_6D = [((1, 2, 3, 2, 3, 2), [0, 5, 3, 1, 4, 2]), ((1, 3, 2, 1, 2, 3), [5, 4, 3, 2, 1, 0])]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,perm", TRANSPOSES + TRANSPOSES_6D)
+def test_transpose(dtype, shape, perm):
+    g = one_op("TRANSPOSE", [shape], dtype, [perm])
+    assert out_shape(g) == tuple(shape[p] for p in perm)
+    check_bit_exact(g, tflm=len(shape) <= 5)
+
+
+def test_transpose_moves_values():
+    x = np.arange(24, dtype=np.float32).reshape(1, 2, 3, 4)
+    g = one_op("TRANSPOSE", [x.shape], "float32", [[0, 3, 1, 2]])
+    y = run(g, [x])[0]
+    assert y.shape == (1, 4, 2, 3) and y[0, 3, 1, 2] == x[0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("shape,perm", [((1, 3, 4), [0, 1]), ((1, 3, 4), [0, 1, 3]), ((1, 3, 4), [0, 1, 1]),
+                                        ((1, 3, 4), [0, -1, 1]), ((1, 2, 1, 2, 1, 2, 1), list(range(7)))])
+def test_transpose_rejects_bad_perms(shape, perm):
+    with pytest.raises(ValueError, match="TRANSPOSE"):
+        one_op("TRANSPOSE", [shape], "float32", [perm])
+
+
+def test_transpose_perm_must_be_int32():
+    g = one_op("TRANSPOSE", [(1, 3, 4)], "float32", [[0, 2, 1]])
+    op = g.ops[0]
+    op.inputs[1] = g.const("perm64", np.array([0, 2, 1], np.int64))
+    with pytest.raises(ValueError, match="int32"):
+        opreg.get("TRANSPOSE").shape(op, [g.t(n) for n in op.inputs])
+
+
+@pytest.mark.parametrize("shape,perm", [((1, 7, 3, 5), [0, 2, 3, 1]), ((1, 5, 3), [2, 0, 1])])
+def test_transpose_tf_lowering_matches_reference(shape, perm):
+    """The trainer's lowering on a batch of 3, with the batch axis kept and moved."""
+    pytest.importorskip("tensorflow")
+    from edgec.ir.interpret import run_batch
+    from edgec.train import build_model
+    g = one_op("TRANSPOSE", [shape], "float32", [perm])
+    x = np.random.default_rng(0).standard_normal((3,) + shape[1:]).astype(np.float32)
+    want = run_batch(g, [x])[0]
+    got = build_model(g)([x])[0].numpy()
+    np.testing.assert_array_equal(got.reshape(want.shape), want)
 
 
 # -- DEPTH_TO_SPACE / SPACE_TO_DEPTH ---------------------------------------------------------------

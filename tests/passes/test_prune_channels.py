@@ -1,7 +1,8 @@
 """prune_channels: channel groups (residual ADDs, concatenations, depthwise chains, flatten -> FC,
 global pooling, unfolded batch norm), the exactness of the cut (zeroing what is removed gives the
 pruned graph's outputs), graph outputs kept, refusals, TFLite + LiteRT on the result, attention
-heads, residual blocks/layers, and the training paths (Taylor, fine-tuning, group lasso)."""
+heads (sliced, and on an axis as Keras' MultiHeadAttention converts), residual blocks/layers, and the
+training paths (Taylor, fine-tuning, group lasso)."""
 import numpy as np
 import pytest
 
@@ -11,7 +12,7 @@ from edgec.ir import QuantParams, interpret, verify
 from edgec.passes import Pipeline, Step
 from edgec.profile.report import layer_rows
 from edgec.passes.prune_channels import (attention_blocks, channel_groups, choose, cut_channels, cut_heads,
-                                         l1_importance, remove_block, removable_blocks)
+                                         head_axis_blocks, l1_importance, remove_block, removable_blocks)
 from graphs import Builder, small_cnn
 
 
@@ -512,3 +513,255 @@ def test_layers_drop_the_block_that_costs_least():
     with pytest.raises(EdgecError) as e:
         run(g, what="layers", amount=3, epochs=0)
     assert "3 requested, the model has 2" in one_line(e)
+
+
+# ------------------------------------------------------------------- heads on an axis (Keras MHA)
+
+def keras_attention(heads=4, key_dim=4, value_dim=None, t=8, dm=16, proj="fc", bias_add=True, seed=0):
+    """What TF's converter makes of x [1, T, D] -> keras MultiHeadAttention(x, x) -> average over T ->
+    Dense: Q/K/V projections (FULLY_CONNECTED, or BATCH_MATMUL with a constant rhs) RESHAPEd into
+    [1, T, heads, size] (+ a per-head bias ADD of [heads, size], or the bias in the FULLY_CONNECTED),
+    TRANSPOSEd to [1, heads, T, size] (keys [1, heads, size, T]), scores, scale, SOFTMAX, context,
+    TRANSPOSEd back and RESHAPEd into [1, T, heads * size] for the output projection."""
+    vd = value_dim or key_dim
+    b = Builder(seed)
+    x = b.input((1, t, dm))
+
+    def project(name, size, perm):
+        c = heads * size
+        fc_bias = [] if bias_add else [b.rand(name + "_fc_b", (c,), 0.2)]
+        if proj == "fc":
+            y = b.op("FULLY_CONNECTED", [x, b.rand(name + "_w", (c, dm))] + fc_bias, (1, t, c), name,
+                     fused_activation_function="NONE", keep_num_dims=True)
+        else:
+            y = b.op("BATCH_MATMUL", [x, b.rand(name + "_w", (dm, c))], (1, t, c), name)
+        y = b.reshape(y, (1, t, heads, size), name + "_split")
+        if bias_add:
+            y = b.op("ADD", [y, b.rand(name + "_b", (heads, size), 0.2)], (1, t, heads, size), name + "_bias")
+        shape = tuple((1, t, heads, size)[p] for p in perm)
+        return b.op("TRANSPOSE", [y, b.g.const("perm", np.array(perm, np.int32))], shape, name + "_heads")
+
+    q = project("query", key_dim, [0, 2, 1, 3])
+    k = project("key", key_dim, [0, 2, 3, 1])
+    s = b.op("BATCH_MATMUL", [q, k], (1, heads, t, t), "scores")
+    s = b.op("MUL", [s, b.const("scale", np.float32(key_dim ** -0.5))], (1, heads, t, t), "scaled")
+    p = b.op("SOFTMAX", [s], (1, heads, t, t), "attn", beta=1.0)
+    v = project("value", vd, [0, 2, 1, 3])
+    a = b.op("BATCH_MATMUL", [p, v], (1, heads, t, vd), "context")
+    a = b.op("TRANSPOSE", [a, b.g.const("perm", np.array([0, 2, 1, 3], np.int32))], (1, t, heads, vd), "context_t")
+    a = b.reshape(a, (1, t, heads * vd), "merge")
+    o = b.op("FULLY_CONNECTED", [a, b.rand("out_w", (dm, heads * vd)), b.rand("out_b", (dm,), 0.1)], (1, t, dm),
+             "attention_output", fused_activation_function="NONE", keep_num_dims=True)
+    m = b.op("MEAN", [o, b.g.const("axis", np.array([1], np.int32))], (1, dm), "pool", keep_dims=False)
+    return b.output(b.fc(m, 5, name="cls"))
+
+
+def _head_blocks(g):
+    blocks = head_axis_blocks(g)
+    return blocks, channel_groups(g, frozenset(b.output for b in blocks))
+
+
+def _zero_heads(g, heads, count, parts=("query", "key", "value", "out")):
+    """g with the given heads' projection rows (and per-head biases) of `parts` and, with "out", their
+    output-projection columns set to zero."""
+    z = g.copy()
+    readers = {op.inputs[1]: op for op in z.ops if len(op.inputs) > 1}
+    for name, t in z.tensors.items():
+        if name.split("_")[0] not in parts or not t.is_const or t.dtype != "float32":
+            continue
+        data = t.data.copy()
+        if name.endswith("_b") and data.ndim == 2:           # a per-head bias [heads, size]
+            data[list(heads)] = 0
+        elif name.endswith(("_w", "_fc_b")):
+            # output columns of a BATCH_MATMUL rhs and of the output projection, else rows
+            axis = 1 if name == "out_w" or readers.get(name) and readers[name].type == "BATCH_MATMUL" else 0
+            size = data.shape[axis] // count
+            idx = np.concatenate([np.arange(h * size, (h + 1) * size) for h in heads])
+            np.moveaxis(data, axis, 0)[idx] = 0
+        t.data = data
+    return z
+
+
+def _heads_kept(out, g, op_name, weight, size, axis):
+    """The heads of g whose slices of `weight` (`size` entries along `axis`) op_name of the pruned
+    graph still holds."""
+    new = np.moveaxis(out.tensors[next(o for o in out.ops if o.name == op_name).inputs[1]].data, axis, 0)
+    old = np.moveaxis(g.tensors[weight].data, axis, 0)
+    have = [new[k * size:(k + 1) * size] for k in range(len(new) // size)]
+    return [h for h in range(len(old) // size) if any(np.array_equal(old[h * size:(h + 1) * size], x) for x in have)]
+
+
+@pytest.mark.parametrize("kw", [{}, {"value_dim": 3}, {"proj": "bmm"}, {"bias_add": False, "heads": 3}])
+def test_head_axis_attention_is_recognized_and_cut_exactly(kw):
+    g = keras_attention(**kw)
+    heads = kw.get("heads", 4)
+    assert attention_blocks(g) == []
+    blocks, cg = _head_blocks(g)
+    assert len(blocks) == 1
+    b = blocks[0]
+    assert (b.name, b.output, b.count, sorted(b.projections)) == ("merge", "merge", heads, ["key", "query", "value"])
+    assert b.axes["query_heads"] == 1 and b.axes["key_heads"] == 1 and b.axes["context_t"] == 2
+    removed = np.zeros(heads, bool)
+    removed[[1, heads - 1]] = True
+    cut = cut_heads(g, blocks, cg, removed)          # verify()s the result
+    xs = inputs(g, 4)
+    want = outputs(cut, xs)[0]
+    gone = np.flatnonzero(removed)
+    # the removed heads' output-projection columns at zero give the pruned graph's outputs exactly,
+    # whatever their Q/K/V; so do zero value rows and biases (the heads then output exact zeros)
+    for parts in (("query", "key", "value", "out"), ("out",), ("value",)):
+        np.testing.assert_allclose(outputs(_zero_heads(g, gone, heads, parts), xs)[0], want, rtol=1e-5, atol=1e-6)
+    assert np.abs(outputs(g, xs)[0] - want).max() > 1e-3
+    kept = heads - 2
+    vd = kw.get("value_dim", 4)
+    assert cut.tensors["scores"].shape == (1, kept, 8, 8) and cut.tensors["merge"].shape == (1, 8, kept * vd)
+    assert cut.tensors["key_heads"].shape == (1, kept, 4, 8)
+    # per head: Q and K rows of 16 weights and a bias each (key_dim 4), V rows (value_dim) likewise,
+    # its output-projection columns; MACs of those, of its scores, scale, context and bias ADDs
+    from edgec.passes.prune_channels import _stats
+    before, after = _stats(g), _stats(cut)
+    assert before["params"] - after["params"] == 2 * (2 * 4 * 17 + vd * 17 + 16 * vd)
+    adds = 8 * (4 + 4 + vd) if kw.get("bias_add", True) else 0
+    per_head = 2 * 8 * 16 * 4 + 8 * 8 * 4 + 8 * 8 + 8 * 8 * vd + 2 * 8 * 16 * vd + adds
+    assert before["macs"] - after["macs"] == 2 * per_head
+    from edgec.run.litert import run_litert
+    np.testing.assert_allclose(run_litert(write_tflite(cut), [xs[0]])[0], want, rtol=1e-4, atol=1e-5)
+
+
+def test_heads_pass_on_head_axis_attention_reports_and_ranks_by_l1():
+    g = keras_attention()
+    for h, scale in ((0, 0.05), (2, 0.1)):          # heads 0 and 2 carry the smallest weights
+        for name in ("query_w", "key_w", "value_w"):
+            g.tensors[name].data[h * 4:(h + 1) * 4] *= scale
+        g.tensors["out_w"].data[:, h * 4:(h + 1) * 4] *= scale
+    out, rep = run(g, what="heads", amount=0.5)
+    assert rep["groups"] == [{"name": "merge", "heads_before": 4, "heads_after": 2}] and not rep["compensated"]
+    assert rep["params_after"] < rep["params_before"] and rep["macs_after"] < 0.6 * rep["macs_before"]
+    assert _heads_kept(out, g, "attention_output", "out_w", 4, 1) == [1, 3]
+    out, rep = run(g, what="heads", amount=0.3, measure="macs")
+    assert rep["groups"][0]["heads_after"] == 2 and rep["macs_after"] <= 0.7 * rep["macs_before"]
+
+
+def test_head_axis_mean_compensation_folds_removed_heads_into_the_output_bias():
+    """With data, a removed head's mean output (over the samples) goes into the output projection's
+    bias: exactly the graph with its output columns zeroed and W[:, head] @ mean added to the bias."""
+    from edgec.data import dataset_from
+    from edgec.passes.prune_channels import activation_means
+    g = keras_attention(value_dim=3)
+    xs = np.random.default_rng(2).standard_normal((40, 8, 16)).astype(np.float32)
+    out, (rep,) = Pipeline([Step("prune_channels", {"what": "heads", "amount": 0.5, "epochs": 0})]).run(
+        g.copy(), train_data=dataset_from({"x": xs}), debug=True)
+    assert rep["compensated"]
+    removed = ~np.isin(np.arange(4), _heads_kept(out, g, "attention_output", "out_w", 3, 1))
+    gone = np.flatnonzero(removed)
+    assert len(gone) == 2
+    mean = activation_means(g, [xs[:32]], {"merge"})["merge"].reshape(-1, 12).mean(axis=0)
+    z = _zero_heads(g, gone, 4, ("out",))
+    cols = np.concatenate([np.arange(h * 3, (h + 1) * 3) for h in gone])
+    folded = g.tensors["out_b"].data + g.tensors["out_w"].data[:, cols] @ mean[cols]
+    z.tensors["out_b"].data = folded.astype(np.float32)
+    np.testing.assert_allclose(outputs(out, [xs[32:]])[0], outputs(z, [xs[32:]])[0], rtol=1e-5, atol=1e-5)
+    # on the samples it was taken from, the mean is the best constant: closer than dropping the heads
+    blocks, cg = _head_blocks(g)
+    plain = cut_heads(g, blocks, cg, removed)
+    err = [np.abs(outputs(m, [xs[:32]])[0] - outputs(g, [xs[:32]])[0]).mean() for m in (out, plain)]
+    assert err[0] < err[1], err
+
+
+def test_head_axis_refused_when_a_head_tensor_leaves_or_heads_mix():
+    g = keras_attention()
+    g.outputs.append("attn")                   # the attention weights are a model output
+    assert head_axis_blocks(g) == []
+    with pytest.raises(EdgecError) as e:
+        run(g, what="heads", amount=0.5)
+    assert "no attention heads recognized" in one_line(e)
+    g = keras_attention()                      # merging [1, heads, T, size] without the transpose back
+    merge = next(o for o in g.ops if o.name == "merge")
+    merge.inputs[0] = "context"
+    g.remove_dead_ops()
+    assert head_axis_blocks(verify(g)) == []
+    g = keras_attention()                      # softmax over the heads (a side output)
+    from edgec.ir import Op, Tensor
+    from edgec.ir.ops import default_attrs
+    at = next(k for k, o in enumerate(g.ops) if o.name == "scaled") + 1
+    g.add_tensor(Tensor("scaled_t", (1, 8, 8, 4)))
+    g.add_tensor(Tensor("attn_t", (1, 8, 8, 4)))
+    g.ops[at:at] = [Op("TRANSPOSE", ["scaled", g.const("perm", np.array([0, 2, 3, 1], np.int32))], ["scaled_t"],
+                       {}, name="heads_last"),
+                    Op("SOFTMAX", ["scaled_t"], ["attn_t"], default_attrs("SOFTMAX", beta=1.0), name="over_heads")]
+    g.outputs.append("attn_t")
+    assert head_axis_blocks(verify(g)) == []
+    g = keras_attention()                      # the heads' output feeds the graph output directly
+    g.outputs = ["merge"]
+    g.remove_dead_ops()
+    with pytest.raises(EdgecError) as e:
+        run(g, what="heads", amount=0.5)
+    assert "attention block merge cannot be narrowed (graph output)" in one_line(e)
+
+
+def test_head_axis_taylor_removes_the_head_the_output_ignores():
+    """A head whose output columns are zero does not matter (Taylor score 0) though its weights are
+    the largest (L1 would keep it)."""
+    from edgec.data import dataset_from
+    g = keras_attention()
+    for name in ("query_w", "key_w", "value_w"):
+        g.tensors[name].data[4:8] *= 20
+    g.tensors["out_w"].data[:, 4:8] = 0
+    xs = np.random.default_rng(4).standard_normal((64, 8, 16)).astype(np.float32)
+    data = dataset_from({"x": xs})
+    kept = {}
+    for imp in ("l1", "taylor"):
+        out, (rep,) = Pipeline([Step("prune_channels", {"what": "heads", "amount": 0.25, "epochs": 0,
+                                                        "importance": imp})]).run(g.copy(), train_data=data)
+        kept[imp] = _heads_kept(out, g, "query", "query_w", 4, 0)
+    assert 1 in kept["l1"] and len(kept["taylor"]) == 3 and 1 not in kept["taylor"]
+
+
+def test_head_axis_gradual_fades_the_heads_to_zero_then_cuts_exactly():
+    from edgec.data import dataset_from
+    from edgec.passes import PassContext
+    from edgec.passes.prune_channels import _data, _decay_heads, _train
+    g = keras_attention(value_dim=3)
+    blocks, cg = _head_blocks(g)
+    removed = np.array([False, True, True, False])
+    decay = _decay_heads(g, blocks, removed)
+    assert {n: (a, i.tolist()) for n, (a, i) in decay.items()} == {
+        "query_w": (0, list(range(4, 12))), "key_w": (0, list(range(4, 12))), "value_w": (0, list(range(3, 9))),
+        "query_b": (0, [1, 2]), "key_b": (0, [1, 2]), "value_b": (0, [1, 2])}
+    xs = np.random.default_rng(6).standard_normal((100, 8, 16)).astype(np.float32)
+    ctx = PassContext(options={"distill": False}, train_data=dataset_from({"x": xs}))
+    opts = {"batch_size": 32, "lr": 3e-3, "seed": 0, "lasso": 0.0}
+    faded, _ = _train(g, _data(g, ctx), opts, 1, ctx, decay=decay)
+    for name, (axis, idx) in decay.items():
+        assert not np.moveaxis(faded.tensors[name].data, axis, 0)[idx].any()
+    np.testing.assert_allclose(outputs(cut_heads(faded, blocks, cg, removed), [xs[:5]])[0],
+                               outputs(faded, [xs[:5]])[0], rtol=1e-5, atol=1e-6)
+
+
+def test_keras_multi_head_attention_heads_pruned_and_run_in_litert():
+    """The real thing: keras MultiHeadAttention converted by TF's TFLite converter (from_keras_model:
+    per-head bias ADDs kept), imported; half the heads cut exactly, LiteRT runs the result."""
+    keras = pytest.importorskip("keras")
+    import tensorflow as tf
+    from edgec.frontend.tflite import import_tflite
+    from edgec.run.litert import run_litert
+    keras.utils.set_random_seed(1)
+    x = keras.Input((8, 16))
+    mha = keras.layers.MultiHeadAttention(num_heads=4, key_dim=4, value_dim=3)
+    model = keras.Model(x, keras.layers.Dense(5)(keras.layers.GlobalAveragePooling1D()(mha(x, x))))
+    rng = np.random.default_rng(1)
+    for w in mha.weights:
+        if "bias" in w.path:
+            w.assign(rng.normal(0.0, 0.2, w.shape).astype(np.float32))
+    import contextlib
+    import io
+    with contextlib.redirect_stdout(io.StringIO()):
+        g = import_tflite(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    assert {"TRANSPOSE", "ADD"} <= {o.type for o in g.ops}
+    blocks, cg = _head_blocks(g)
+    assert len(blocks) == 1 and blocks[0].count == 4 and len(blocks[0].projections) == 3
+    out, rep = run(g, what="heads", amount=0.5)
+    assert rep["groups"][0]["heads_after"] == 2 and rep["params_after"] < rep["params_before"]
+    xs = inputs(g, 4)
+    np.testing.assert_allclose(run_litert(write_tflite(out), xs)[0], outputs(out, xs)[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(outputs(g, xs)[0], model.predict(xs[0], verbose=0), rtol=1e-4, atol=1e-5)

@@ -78,6 +78,7 @@ def cases():
     c.append(("PRELU", [(1, 3, 4, 5), 0], {1: _r(rng, 1, 1, 5)}, {}))
     c.append(("LEAKY_RELU", [(1, 3, 4)], {}, dict(alpha=0.2)))
     c.append(("RESHAPE", [(1, 4, 6), 0], {1: i32([1, -1])}, dict(new_shape=[1, -1])))
+    c.append(("TRANSPOSE", [(1, 3, 4, 5), 0], {1: i32([0, 2, 3, 1])}, {}))
     c.append(("RESHAPE", [(1, 4, 6), 0], {1: i32([1, 2, 12])}, dict(new_shape=[1, 2, 12])))
     c.append(("SQUEEZE", [(1, 1, 1, 6)], {}, dict(squeeze_dims=[1, 2])))
     c.append(("CONCATENATION", [(1, 4, 2), (1, 4, 3)], {}, dict(axis=-1, fused_activation_function="RELU")))

@@ -5,7 +5,8 @@ behind for a zip to find).
   what="channels"  remove output channels of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED layers
                    with everything that must go with them (below); `amount` is the fraction of
                    channels (measure="channels") or of the graph's MACs (measure="macs") removed.
-  what="heads"     remove whole attention heads; `amount` is the fraction of heads per block.
+  what="heads"     remove whole attention heads; `amount` is the fraction of heads per block
+                   (attention blocks: see "Attention heads" below).
   what="layers"    remove `amount` (an integer) residual blocks or same-shape layers, the one whose
                    removal costs the least accuracy on held-out data first, re-ranked after each.
 
@@ -26,8 +27,8 @@ ops tie slots that must be removed together (a union-find over all slots):
   CONCATENATION                  on the last axis: output channel offset_i + c is input i's channel c;
                                  on another axis, all inputs are tied channel by channel.
 A component of tied slots is prunable when no slot reaches a graph input or output and no op the
-analysis cannot follow (SOFTMAX over channels, STRIDED_SLICE, BATCH_MATMUL, GATHER, grouped CONV_2D,
-TRANSPOSE_CONV, a reshape that splits the channel axis, ...) touches it, and a filter produces it.
+analysis cannot follow (SOFTMAX over channels, STRIDED_SLICE, TRANSPOSE, BATCH_MATMUL, GATHER, grouped
+CONV_2D, TRANSPOSE_CONV, a reshape that splits the channel axis, ...) touches it, and a filter produces it.
 Components spanning the same tensors form one group (a "layer" for ranking); a group that cannot be
 followed is left whole and reported in `refused`. The cut slices weights, biases, constant operands
 and every consumer's input channels, rewrites reshape targets, and the result passes edgec.ir.verify:
@@ -46,6 +47,19 @@ runs through the IR trainer on ctx.train_data (labels; without labels, or with d
 unpruned model's outputs) with every tenth sample held out to keep the best epoch. lasso > 0 first
 trains under fit's GroupLasso penalty on the prunable filters, driving whole channels toward zero
 before they are ranked. docs/pruning_structured.md has the options and the measured results.
+
+Attention heads come in two forms. Sliced: per-head STRIDED_SLICEs of FULLY_CONNECTED projections, a
+BATCH_MATMUL in every head, the heads CONCATENATED on the channel axis. On an axis (what TensorFlow's
+converter makes of Keras' MultiHeadAttention): Q/K/V projections (FULLY_CONNECTED, or BATCH_MATMUL
+with a constant rhs) RESHAPEd into [..., heads, size], TRANSPOSEs, per-head BATCH_MATMULs, SOFTMAX and
+elementwise ops with (per-head) constants that carry the head axis along, and one RESHAPE merging
+[..., heads, size] back into channels for the output projection. Either way a removed head takes its
+projection rows, its slices of per-head constants and its columns of whatever reads the block's
+output (the output projection), so zeroing those columns gives exactly the pruned graph's outputs.
+Importance "l1" sums a head's projection rows and output-projection columns, each over their mean per
+head; "taylor" is the first-order Taylor score of the head's channels in the block output. The
+oneshot schedule (with data and compensate) folds the removed heads' mean output into the output
+projection's bias, as for channels; the gradual one fades their projection rows and constants to 0.
 """
 from __future__ import annotations
 
@@ -419,16 +433,18 @@ def _logits(g: Graph):
 
 
 def taylor_scores(g: Graph, data: "_Data", tensors: list[str], samples: int, whole: bool = False,
-                  batch: int = 64) -> dict[str, np.ndarray]:
+                  batch: int = 64, segments: dict[str, int] | None = None) -> dict[str, np.ndarray]:
     """Mean over samples of |sum over positions of a * dL/da| per channel of each tensor (whole=True:
-    summed over the channels too, one number per tensor), L the cross-entropy against the labels
-    (or the unpruned model's top-1 when training data has none)."""
+    summed over the channels too, one number per tensor; `segments`: tensor -> n, summed over each of
+    n equal runs of channels, one number per run, e.g. per attention head), L the cross-entropy
+    against the labels (or the unpruned model's top-1 when training data has none)."""
     import tensorflow as tf
     from ..train import build_model
     model = build_model(g)
     xs, labels = data.sample(samples)
     logits_name, beta = _logits(g)
-    acc = {t: np.zeros(1 if whole else g.tensors[t].shape[-1]) for t in tensors}
+    runs = {t: (segments or {}).get(t, 1 if whole else g.tensors[t].shape[-1]) for t in tensors}
+    acc = {t: np.zeros(runs[t]) for t in tensors}
     for i in range(0, len(labels), batch):
         xb = [tf.constant(x[i:i + batch]) for x in xs]
         yb = tf.constant(labels[i:i + batch])
@@ -440,8 +456,8 @@ def taylor_scores(g: Graph, data: "_Data", tensors: list[str], samples: int, who
         for t, gr in zip(tensors, grads):
             if gr is None:
                 continue
-            prod = (env[t] * gr).numpy().reshape(len(yb), -1, g.tensors[t].shape[-1])
-            acc[t] += np.abs(prod.sum(axis=(1, 2)) if whole else prod.sum(axis=1)).sum(axis=0)
+            prod = (env[t] * gr).numpy().reshape(len(yb), -1, runs[t], g.tensors[t].shape[-1] // runs[t])
+            acc[t] += np.abs(prod.sum(axis=(1, 3))).sum(axis=0)
     return {t: v / len(labels) for t, v in acc.items()}
 
 
@@ -514,6 +530,14 @@ class Attention:
     slices: list[list[str]]       # per head, its STRIDED_SLICE ops (names) reading projections
     projections: list[str]        # the FULLY_CONNECTED ops (names) sliced into heads
 
+    @property
+    def name(self) -> str:
+        return self.concat
+
+    @property
+    def count(self) -> int:
+        return len(self.heads)
+
 
 def _channel_slice(g: Graph, op: Op) -> tuple[int, int] | None:
     """(start, stop) when op is a STRIDED_SLICE taking a contiguous range of the last axis only."""
@@ -579,39 +603,50 @@ def _projection_ok(g: Graph, fc: Op, owner: dict, users) -> bool:
     return all(a[1] <= b[0] for a, b in zip(ranges, ranges[1:]))
 
 
-def cut_heads(g: Graph, blocks: list[Attention], cg: ChannelGroups, removed: np.ndarray,
-              check: bool = True) -> Graph:
+def cut_heads(g: Graph, blocks: list, cg: ChannelGroups, removed: np.ndarray, check: bool = True,
+              means: dict[str, np.ndarray] | None = None) -> Graph:
     """A copy of `g` without the removed heads (a bool mask over all blocks' heads, in order): their
-    ops and projection rows go, the live heads' slices are renumbered, and the consumers of each
-    concatenation lose the removed heads' channels (`cg`: channel groups with the concatenations free)."""
+    ops or head-axis entries and projection rows go, and the consumers of each block's output lose the
+    removed heads' channels (`cg`: channel groups with the block outputs free; `means`: as for
+    cut_channels, the removed heads' mean outputs go into the consumers' biases)."""
     out = g.copy()
-    by_name = {op.name: op for op in out.ops}
-    ranges = {op.name: _channel_slice(out, op) for op in out.ops if op.type == "STRIDED_SLICE"}
     k = 0
     for b in blocks:
-        gone = {b.heads[h] for h in range(len(b.heads)) if removed[k + h]}
-        dead = {n for h, head in enumerate(b.heads) if head in gone for n in b.slices[h]}
-        k += len(b.heads)
-        by_name[b.concat].inputs = [i for i in by_name[b.concat].inputs if i not in gone]
-        for p in b.projections:
-            fc = by_name[p]
-            live = sorted((by_name[n] for ss in b.slices for n in ss
-                           if n not in dead and by_name[n].inputs[0] == fc.outputs[0]),
-                          key=lambda op: ranges[op.name])
-            rows = []
-            for op in live:          # the projection keeps the live heads' rows, packed in order
-                start, stop = ranges[op.name]
-                _set_slice(out, op, len(rows), len(rows) + stop - start)
-                rows.extend(range(start, stop))
-            for j in (1, 2):
-                if j < len(fc.inputs) and fc.inputs[j] is not None:
-                    t = out.tensors[fc.inputs[j]]
-                    fc.inputs[j] = out.const(t.name + "_heads", np.take(t.data, rows, axis=0))
-            y = out.tensors[fc.outputs[0]]
-            y.shape = y.shape[:-1] + (len(rows),)
+        mask = removed[k:k + b.count]
+        k += b.count
+        if isinstance(b, HeadAxisAttention):
+            _cut_head_axis(out, b, np.flatnonzero(~mask))
+        else:
+            _cut_sliced_heads(out, b, mask)
     out.remove_dead_ops()
-    out = cut_channels(out, cg, _head_channels(g, blocks, cg, removed), check=False)
+    out = cut_channels(out, cg, _head_channels(g, blocks, cg, removed), check=False, means=means)
     return verify(out) if check else out
+
+
+def _cut_sliced_heads(out: Graph, b: Attention, mask: np.ndarray) -> None:
+    """In place: the concatenation loses the removed heads, the projections keep the live heads'
+    rows, packed in order, and the live heads' slices are renumbered."""
+    by_name = {op.name: op for op in out.ops}
+    ranges = {op.name: _channel_slice(out, op) for op in out.ops if op.type == "STRIDED_SLICE"}
+    gone = {b.heads[h] for h in range(b.count) if mask[h]}
+    dead = {n for h, head in enumerate(b.heads) if head in gone for n in b.slices[h]}
+    by_name[b.concat].inputs = [i for i in by_name[b.concat].inputs if i not in gone]
+    for p in b.projections:
+        fc = by_name[p]
+        live = sorted((by_name[n] for ss in b.slices for n in ss
+                       if n not in dead and by_name[n].inputs[0] == fc.outputs[0]),
+                      key=lambda op: ranges[op.name])
+        rows = []
+        for op in live:
+            start, stop = ranges[op.name]
+            _set_slice(out, op, len(rows), len(rows) + stop - start)
+            rows.extend(range(start, stop))
+        for j in (1, 2):
+            if j < len(fc.inputs) and fc.inputs[j] is not None:
+                t = out.tensors[fc.inputs[j]]
+                fc.inputs[j] = out.const(t.name + "_heads", np.take(t.data, rows, axis=0))
+        y = out.tensors[fc.outputs[0]]
+        y.shape = y.shape[:-1] + (len(rows),)
 
 
 def _set_slice(g: Graph, op: Op, start: int, stop: int) -> None:
@@ -625,18 +660,219 @@ def _set_slice(g: Graph, op: Op, start: int, stop: int) -> None:
         op.attrs[m] = int(op.attrs.get(m, 0)) & ~bit
 
 
-def _head_channels(g: Graph, blocks: list[Attention], cg: ChannelGroups, removed: np.ndarray) -> np.ndarray:
-    """The channel components (of `cg`) that the removed heads' outputs occupy in the concatenations."""
+def _head_widths(g: Graph, b) -> list[int]:
+    """The channels each head occupies in its block's output, in order."""
+    if isinstance(b, HeadAxisAttention):
+        return [g.tensors[b.output].shape[-1] // b.count] * b.count
+    return [g.tensors[head].shape[-1] for head in b.heads]
+
+
+def _head_channels(g: Graph, blocks: list, cg: ChannelGroups, removed: np.ndarray) -> np.ndarray:
+    """The channel components (of `cg`) that the removed heads' outputs occupy in the block outputs."""
     out = np.zeros(cg.count, bool)
     k = 0
     for b in blocks:
         off, comp = 0, cg.comp[b.output]
-        for head in b.heads:
-            n = g.tensors[head].shape[-1]
+        for n in _head_widths(g, b):
             if removed[k]:
                 out[comp[off:off + n]] = True
             off, k = off + n, k + 1
     return out
+
+
+# =============================================================================================
+# Attention heads on an axis (Keras MultiHeadAttention)
+
+HEAD_UNARY = ("RELU", "RELU6", "LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "SOFTMAX")
+
+
+@dataclass
+class HeadAxisAttention:
+    """One attention block whose heads are an axis of its tensors (see the module docstring): head h
+    is entry h of that axis from the splitting RESHAPEs to the merging one, and channels
+    [h * size, (h + 1) * size) of each projection's output and of the block's output."""
+    name: str                     # the merging RESHAPE op's name
+    output: str                   # its output tensor, [..., heads * size]: what the output projection reads
+    count: int                    # heads
+    projections: list[str]        # the projection ops (names) whose channels are split into heads
+    axes: dict[str, int]          # every activation tensor carrying the head axis -> that axis
+
+
+def _projection_weight(g: Graph, p: Op) -> tuple[str, int] | None:
+    """(weight tensor, its output-channel axis) of a projection: a FULLY_CONNECTED or a BATCH_MATMUL
+    with a constant 2-D float rhs, applied to an activation."""
+    if len(p.outputs) != 1 or len(p.inputs) < 2 or g.tensors[p.inputs[0]].is_const:
+        return None
+    w = g.tensors[p.inputs[1]]
+    if not w.is_const or w.dtype != "float32":
+        return None
+    if p.type == "FULLY_CONNECTED":
+        b = g.t(p.inputs[2]) if len(p.inputs) > 2 else None
+        return (w.name, 0) if b is None or b.is_const else None
+    if p.type == "BATCH_MATMUL" and len(w.shape) == 2:
+        return w.name, 0 if p.attrs.get("adj_y") else 1
+    return None
+
+
+def _split_projection(g: Graph, op: Op, prod, users) -> Op | None:
+    """The projection whose channels `op` splits into [..., heads, size], if op is such a RESHAPE and
+    the only reader of a projection's output."""
+    if op.type != "RESHAPE":
+        return None
+    x, y = g.tensors[op.inputs[0]].shape, g.tensors[op.outputs[0]].shape
+    if len(y) != len(x) + 1 or y[:-2] != x[:-1] or y[-2] < 2 or y[-2] * y[-1] != x[-1]:
+        return None
+    p = prod.get(op.inputs[0])
+    if p is None or op.inputs[0] in g.outputs or len(users.get(op.inputs[0], [])) != 1:
+        return None
+    return p if _projection_weight(g, p) is not None else None
+
+
+def _follow_head_axis(g: Graph, op: Op, axes: dict[str, int]):
+    """Where op puts the head axis of its tracked inputs: the output's axis, "merge" for a RESHAPE of
+    [..., heads, size] into channels, or None when op cannot carry it (it mixes heads, reads an
+    untracked activation, or reduces / softmaxes over the head axis)."""
+    ins = [i for i in op.inputs if i is not None]
+    acts = [i for i in ins if not g.tensors[i].is_const]
+    if len(op.outputs) != 1 or any(i not in axes for i in acts):
+        return None
+    x = acts[0]
+    s, o, a = g.tensors[x].shape, g.tensors[op.outputs[0]].shape, axes[x]
+    t = op.type
+    if t in ("RESHAPE", "SQUEEZE"):
+        if t == "RESHAPE" and a == len(s) - 2 and o == s[:-2] + (s[-2] * s[-1],):
+            return "merge"
+        before = int(np.prod(s[:a], dtype=np.int64))    # the axis keeps its extent and what precedes it
+        return next((b for b in range(len(o)) if o[b] == s[a] and int(np.prod(o[:b], dtype=np.int64)) == before),
+                    None)
+    if t == "TRANSPOSE":
+        return [int(v) for v in np.asarray(g.tensors[op.inputs[1]].data).reshape(-1)].index(a)
+    if t in HEAD_UNARY:
+        return None if t == "SOFTMAX" and a == len(s) - 1 else a
+    if t in ("ADD", "SUB", "MUL"):
+        b = len(o) - (len(s) - a)
+        for i in ins:
+            ti = g.tensors[i]
+            j = len(ti.shape) - (len(o) - b)     # the operand's dim that broadcasts onto the head axis
+            if i in axes and axes[i] != j:
+                return None
+            if ti.is_const and j >= 0 and ti.shape[j] not in (1, s[a]):
+                return None
+        return b
+    if t == "BATCH_MATMUL" and len(acts) == 2:
+        rel = {axes[i] - len(g.tensors[i].shape) for i in op.inputs[:2]}   # counted from the end
+        r = rel.pop()
+        if not rel and r < -2:           # the same batch axis of both operands
+            return len(o) + r
+    return None
+
+
+def head_axis_blocks(g: Graph) -> list[HeadAxisAttention]:
+    """The attention blocks of `g` whose heads are an axis: the head axis is followed forward from
+    every RESHAPE splitting a projection's channels into [..., heads, size]; tensors it joins (ops
+    reading several of them) form one block, which counts when every op reading them carries the axis
+    or merges it, one RESHAPE merges it back into channels, a BATCH_MATMUL is among them, all splits
+    have the same number of heads and no such tensor is a graph output."""
+    prod, users = g.producers(), g.consumers()
+    axes, parent, splits = {}, {}, {}
+    broken, merges, matmuls = [], [], []
+
+    def find(t: str) -> str:
+        while parent[t] != t:
+            parent[t] = parent[parent[t]]
+            t = parent[t]
+        return t
+
+    for op in g.ops:
+        tracked = [i for i in op.inputs if i in axes]
+        if not tracked:
+            p = _split_projection(g, op, prod, users)
+            if p is not None:
+                y = op.outputs[0]
+                axes[y], parent[y], splits[y] = len(g.tensors[y].shape) - 2, y, p.name
+            continue
+        a = _follow_head_axis(g, op, axes)
+        if a is None:
+            broken.append(tracked[0])
+        elif a == "merge":
+            merges.append((tracked[0], op))
+        else:
+            y = op.outputs[0]
+            axes[y], parent[y] = a, y
+            for i in tracked:
+                parent[find(i)] = y
+            if op.type == "BATCH_MATMUL":
+                matmuls.append(y)
+    members: dict[str, list[str]] = {}
+    for t in axes:
+        members.setdefault(find(t), []).append(t)
+    bad = {find(t) for t in broken} | {find(t) for t in axes if t in g.outputs}
+    blocks = []
+    for root, ts in members.items():
+        ms = [op for t, op in merges if find(t) == root]
+        counts = {g.tensors[t].shape[axes[t]] for t in ts}
+        if root in bad or len(ms) != 1 or len(counts) != 1 or not any(find(t) == root for t in matmuls):
+            continue
+        blocks.append(HeadAxisAttention(ms[0].name, ms[0].outputs[0], counts.pop(),
+                                        [splits[t] for t in ts if t in splits], {t: axes[t] for t in ts}))
+    order = {op.name: k for k, op in enumerate(g.ops)}
+    return sorted(blocks, key=lambda b: order[b.name])
+
+
+def _head_rows(g: Graph, p: Op, count: int, heads: np.ndarray) -> tuple[str, int, np.ndarray]:
+    """(weight, output-channel axis, the channel indices of `heads`) of projection p."""
+    w, axis = _projection_weight(g, p)
+    size = g.tensors[w].shape[axis] // count
+    return w, axis, (np.asarray(heads, np.int64)[:, None] * size + np.arange(size)).reshape(-1)
+
+
+def _head_constants(g: Graph, b: HeadAxisAttention) -> list[tuple[Op, int, int]]:
+    """(op, input index, axis) of the float constants inside the block with a dim per head."""
+    found = []
+    for op in g.ops:
+        if not op.outputs or op.outputs[0] not in b.axes:
+            continue
+        y = g.tensors[op.outputs[0]]
+        drop = len(y.shape) - b.axes[op.outputs[0]]
+        for k, name in enumerate(op.inputs):
+            t = g.t(name)
+            if t is None or not t.is_const or k in opreg.get(op.type).int_operands:
+                continue
+            j = len(t.shape) - drop
+            if j >= 0 and t.shape[j] == b.count:
+                found.append((op, k, j))
+    return found
+
+
+def _cut_head_axis(out: Graph, b: HeadAxisAttention, keep: np.ndarray) -> None:
+    """In place: the projections keep the rows of the heads in `keep`, the block's per-head constants
+    and every tensor on the head axis are narrowed to them, and its RESHAPEs get their new targets
+    (the block output narrows in cut_channels, with the output projection's columns)."""
+    by_name = {op.name: op for op in out.ops}
+    for name in b.projections:
+        p = by_name[name]
+        w, axis, rows = _head_rows(out, p, b.count, keep)
+        p.inputs[1] = out.const(w + "_heads", np.take(out.tensors[w].data, rows, axis=axis))
+        if p.type == "FULLY_CONNECTED" and len(p.inputs) > 2 and p.inputs[2] is not None:
+            bias = out.tensors[p.inputs[2]]
+            p.inputs[2] = out.const(bias.name + "_heads", np.take(bias.data, rows, axis=0))
+        y = out.tensors[p.outputs[0]]
+        y.shape = y.shape[:-1] + (len(rows),)
+    for op, k, j in _head_constants(out, b):
+        t = out.tensors[op.inputs[k]]
+        op.inputs[k] = out.const(t.name + "_heads", np.take(t.data, keep, axis=j))
+    for name, a in b.axes.items():
+        t = out.tensors[name]
+        t.shape = t.shape[:a] + (len(keep),) + t.shape[a + 1:]
+    targets: dict[tuple, str] = {}          # one shape operand per new target (Q/K/V splits share it)
+    for op in out.ops:
+        if op.type == "RESHAPE" and op.outputs[0] in b.axes:
+            shape = out.tensors[op.outputs[0]].shape
+            if shape not in targets:
+                targets[shape] = out.const(op.outputs[0] + "_shape", np.array(shape, np.int32))
+            op.inputs = [op.inputs[0], targets[shape]]
+            if "new_shape" in op.attrs:
+                op.attrs["new_shape"] = list(shape)
 
 
 # =============================================================================================
@@ -920,32 +1156,40 @@ def _group_norms(g: Graph, cg: ChannelGroups) -> np.ndarray:
 
 def _prune_heads(g: Graph, ctx: PassContext, data_fn, shrink) -> tuple[Graph, dict]:
     o = ctx.options
-    blocks = attention_blocks(g)
+    blocks = attention_blocks(g) + head_axis_blocks(g)
     if not blocks:
         raise EdgecError("prune_channels heads: no attention heads recognized (heads are per-head STRIDED_SLICEs "
-                         "of FULLY_CONNECTED projections, each with a BATCH_MATMUL, concatenated on the channel axis)")
+                         "of FULLY_CONNECTED projections, each with a BATCH_MATMUL, concatenated on the channel "
+                         "axis, or projections RESHAPEd into [..., heads, size] through BATCH_MATMULs and back)")
     cg = channel_groups(g, frozenset(b.output for b in blocks))
     for b in blocks:
         if b.output in cg.why:
-            raise EdgecError(f"prune_channels heads: the output of attention block {b.concat} cannot be "
+            raise EdgecError(f"prune_channels heads: the output of attention block {b.name} cannot be "
                              f"narrowed ({cg.why[b.output]})")
     units, k = [], 0
     for b in blocks:
-        units.append(np.arange(k, k + len(b.heads)))
-        k += len(b.heads)
+        units.append(np.arange(k, k + b.count))
+        k += b.count
     if o["importance"] == "taylor":
-        t = taylor_scores(g, data_fn("taylor importance"), [h for b in blocks for h in b.heads],
-                          int(o["samples"]), whole=True)
-        score = np.array([t[h][0] for b in blocks for h in b.heads])
+        sliced = [h for b in blocks if isinstance(b, Attention) for h in b.heads]
+        runs = {b.output: b.count for b in blocks if isinstance(b, HeadAxisAttention)}
+        t = taylor_scores(g, data_fn("taylor importance"), sliced + list(runs), int(o["samples"]), whole=True,
+                          segments=runs)
+        score = np.concatenate([t[b.output] if isinstance(b, HeadAxisAttention) else [t[h][0] for h in b.heads]
+                                for b in blocks])
     else:
         score = _head_l1(g, blocks)
-    weights = _weights(ctx, g, [b.concat for b in blocks])
+    weights = _weights(ctx, g, [b.name for b in blocks])
 
     def removed_at(f):
         return choose(units, k, score, weights, f, o["scope"], 1)
 
+    xs = _inputs(ctx) if o["compensate"] and o["schedule"] == "oneshot" else None
+    outs = {b.output for b in blocks} & consumer_inputs(g, cg)
+    means = activation_means(g, [x[:COMPENSATE_SAMPLES] for x in xs], outs) if xs and outs else None
+
     def cut(removed, check=True):
-        return cut_heads(g, blocks, cg, removed, check)
+        return cut_heads(g, blocks, cg, removed, check, means)
 
     if o["measure"] == "macs":
         removed = _fit_macs(cut, removed_at, graph_macs(g), float(o["amount"]), "heads")
@@ -953,42 +1197,66 @@ def _prune_heads(g: Graph, ctx: PassContext, data_fn, shrink) -> tuple[Graph, di
         removed = removed_at(float(o["amount"]))
     if o["schedule"] == "gradual":      # the removed heads' projection rows fade to zero first
         g = shrink(g, _decay_heads(g, blocks, removed))
-    report = [{"name": b.concat, "heads_before": len(b.heads), "heads_after": int((~removed[u]).sum())}
+    report = [{"name": b.name, "heads_before": b.count, "heads_after": int((~removed[u]).sum())}
               for b, u in zip(blocks, units)]
-    return cut(removed), {"removed": int(removed.sum()), "groups": report}
+    return cut(removed), {"removed": int(removed.sum()), "groups": report, "compensated": bool(means)}
 
 
-def _decay_heads(g: Graph, blocks: list[Attention], removed: np.ndarray) -> dict[str, tuple[int, np.ndarray]]:
-    """The projection rows (weights and biases) of the removed heads."""
+def _decay_heads(g: Graph, blocks: list, removed: np.ndarray) -> dict[str, tuple[int, np.ndarray]]:
+    """The projection rows (weights and biases) of the removed heads, and their entries of per-head
+    constants."""
     by_name, prod = {op.name: op for op in g.ops}, g.producers()
-    rows: dict[str, list[int]] = {}
+    rows: dict[str, tuple[int, list[int]]] = {}
     k = 0
     for b in blocks:
-        for names in b.slices:
-            if removed[k]:
-                for n in names:
-                    fc = prod[by_name[n].inputs[0]]
-                    start, stop = _channel_slice(g, by_name[n])
-                    for j in fc.inputs[1:3]:
-                        if j is not None:
-                            rows.setdefault(j, []).extend(range(start, stop))
-            k += 1
-    return {name: (0, np.array(sorted(set(r)), np.int64)) for name, r in rows.items()}
+        gone = np.flatnonzero(removed[k:k + b.count])
+        k += b.count
+        if isinstance(b, HeadAxisAttention):
+            for name in b.projections:
+                p = by_name[name]
+                w, axis, idx = _head_rows(g, p, b.count, gone)
+                rows.setdefault(w, (axis, []))[1].extend(idx.tolist())
+                if p.type == "FULLY_CONNECTED" and len(p.inputs) > 2 and p.inputs[2] is not None:
+                    rows.setdefault(p.inputs[2], (0, []))[1].extend(idx.tolist())
+            for op, j, axis in _head_constants(g, b):
+                rows.setdefault(op.inputs[j], (axis, []))[1].extend(gone.tolist())
+            continue
+        for h in gone:
+            for n in b.slices[h]:
+                fc = prod[by_name[n].inputs[0]]
+                start, stop = _channel_slice(g, by_name[n])
+                for j in fc.inputs[1:3]:
+                    if j is not None:
+                        rows.setdefault(j, (0, []))[1].extend(range(start, stop))
+    return {name: (axis, np.array(sorted(set(r)), np.int64)) for name, (axis, r) in rows.items()}
 
 
-def _head_l1(g: Graph, blocks: list[Attention]) -> np.ndarray:
-    """Per head: the L1 norm of its rows in each projection, over that projection's mean per head."""
+def _head_l1(g: Graph, blocks: list) -> np.ndarray:
+    """Per head: the L1 norm of its rows in each projection, over that projection's mean per head
+    (heads on an axis: and of its columns in each FULLY_CONNECTED reading the block output)."""
     by_name = {op.name: op for op in g.ops}
     score = []
     for b in blocks:
-        per = np.zeros((len(b.heads), len(b.projections)))
-        for h, names in enumerate(b.slices):
-            for n in names:
-                sl = by_name[n]
-                for j, p in enumerate(b.projections):
-                    if by_name[p].outputs[0] == sl.inputs[0]:
-                        start, stop = _channel_slice(g, sl)
-                        per[h, j] += np.abs(g.tensors[by_name[p].inputs[1]].data[start:stop]).sum()
+        if isinstance(b, HeadAxisAttention):
+            cols = []
+            for name in b.projections:
+                w, axis, _ = _head_rows(g, by_name[name], b.count, np.arange(b.count))
+                cols.append(np.abs(np.moveaxis(g.tensors[w].data, axis, 0)).reshape(b.count, -1).sum(axis=1))
+            c = g.tensors[b.output].shape[-1]
+            for op in g.ops:
+                if op.type == "FULLY_CONNECTED" and op.inputs[0] == b.output:
+                    w = np.abs(g.tensors[op.inputs[1]].data).sum(axis=0)      # per input column
+                    cols.append(np.bincount(np.arange(len(w)) % c // (c // b.count), w, b.count))
+            per = np.stack(cols, axis=1)
+        else:
+            per = np.zeros((len(b.heads), len(b.projections)))
+            for h, names in enumerate(b.slices):
+                for n in names:
+                    sl = by_name[n]
+                    for j, p in enumerate(b.projections):
+                        if by_name[p].outputs[0] == sl.inputs[0]:
+                            start, stop = _channel_slice(g, sl)
+                            per[h, j] += np.abs(g.tensors[by_name[p].inputs[1]].data[start:stop]).sum()
         mean = per.mean(axis=0)
         score.extend((per / np.where(mean > 0, mean, 1)).sum(axis=1))
     return np.array(score)

@@ -15,7 +15,9 @@ def run_tflm(model: bytes, inputs: list[np.ndarray], arena_size: int = DEFAULT_A
     from tflite_micro.python.tflite_micro import runtime
 
     from ..tflite_schema import schema
-    n_outputs = schema.Model.GetRootAsModel(model, 0).Subgraphs(0).OutputsLength()
+    m = schema.Model.GetRootAsModel(model, 0)
+    _refuse_sparse(m)
+    n_outputs = m.Subgraphs(0).OutputsLength()
     it = runtime.Interpreter.from_bytes(model, arena_size=arena_size)
     results: list[list[np.ndarray]] = [[] for _ in range(n_outputs)]
     for s in range(len(inputs[0])):
@@ -26,6 +28,18 @@ def run_tflm(model: bytes, inputs: list[np.ndarray], arena_size: int = DEFAULT_A
         for k, r in enumerate(results):
             r.append(it.get_output(k).copy())
     return [np.concatenate(r) for r in results]
+
+
+def _refuse_sparse(m) -> None:
+    """TFLite Micro has no sparse-tensor support and does not check: it would read the compressed
+    buffer as dense weights and return garbage (measured; see backends/tflite/writer.py)."""
+    from ..errors import EdgecError
+    sg = m.Subgraphs(0)
+    for k in range(sg.TensorsLength()):
+        t = sg.Tensors(k)
+        if t.Sparsity() is not None:
+            raise EdgecError(f"tensor {t.Name().decode(errors='replace')} is stored sparse, which TFLite Micro "
+                             f"cannot run; compile without --tflite-sparse for TFLite Micro")
 
 
 def tflm_arena(model: bytes, arena_size: int = DEFAULT_ARENA) -> dict[str, int]:

@@ -1,9 +1,9 @@
-"""Ops that only move values: RESHAPE, SQUEEZE, CONCATENATION, PAD, STRIDED_SLICE, DEPTH_TO_SPACE,
-SPACE_TO_DEPTH.
+"""Ops that only move values: RESHAPE, SQUEEZE, CONCATENATION, PAD, STRIDED_SLICE, TRANSPOSE,
+DEPTH_TO_SPACE, SPACE_TO_DEPTH.
 
 Quantized tensors pass through as raw integers (the output shares the input's scale and zero point),
 so one implementation serves float32, int8 and int16. The index logic follows TFLite's kernels:
-tensorflow/lite/kernels/{reshape,squeeze,concatenation,pad,strided_slice,depth_to_space,
+tensorflow/lite/kernels/{reshape,squeeze,concatenation,pad,strided_slice,transpose,depth_to_space,
 space_to_depth}.cc and strided_slice_logic.h.
 """
 from __future__ import annotations
@@ -392,13 +392,83 @@ def _strided_slice_tf(op, xs, attrs):
         idx = np.arange(start, stop) if shrink else np.arange(start, stop, stride)
         if not (len(idx) == eff_shape[k] and (idx == np.arange(eff_shape[k])).all()):
             y = tf.gather(y, idx.astype(np.int32), axis=k + 1)
-    return [tf.reshape(y, batched([1] + list(out_shape)) if len(eff_shape) and eff_shape[0] == 1
+    return [tf.reshape(y, batched(list(out_shape)) if len(eff_shape) and eff_shape[0] == 1
                        and axes and len(range(*axes[0][:3])) == 1 and not axes[0][3] else [-1] + list(out_shape))]
 
 
 register(OpDef("STRIDED_SLICE", _strided_slice_shape, _strided_slice_ref,
                options="StridedSliceOptions", out_quant="same", quant_dtypes=_Q,
                int_operands=(1, 2, 3), c=_strided_slice_c, tf=_strided_slice_tf))
+
+
+# -- TRANSPOSE -------------------------------------------------------------------------------------
+
+TRANSPOSE_MAX_RANK = 6     # LiteRT's kTransposeMaxDimensions; TFLite Micro runs up to 5 of them
+
+
+def _perm(op, ins) -> list[int]:
+    """The permutation operand: output dim k is input dim perm[k] (transpose.cc: a constant int32
+    vector of one entry per input dim, each in [0, rank); duplicates are no permutation)."""
+    p = ins[1]
+    if p is not None and p.dtype != "int32":
+        raise ValueError(f"TRANSPOSE perm must be int32, not {p.dtype}")
+    perm = _const_ints(p, op, "perm")
+    rank = len(ins[0].shape)
+    if rank > TRANSPOSE_MAX_RANK:
+        raise ValueError(f"TRANSPOSE supports up to {TRANSPOSE_MAX_RANK} dims, not {rank}")
+    if sorted(perm) != list(range(rank)):
+        raise ValueError(f"TRANSPOSE perm {perm} is not a permutation of the {rank} input dims")
+    return perm
+
+
+def _transpose_shape(op, ins):
+    perm = _perm(op, ins)
+    return [tuple(ins[0].shape[p] for p in perm)]
+
+
+def _transpose_ref(op, xs, ins, outs):
+    return [np.ascontiguousarray(np.transpose(xs[0], _perm(op, ins)))]
+
+
+def _transpose_c(op, ins, outs, cx):
+    # out[i_0]..[i_r-1] = in[sum_k i_k * in_stride[perm[k]]]: dims of extent 1 vanish and output
+    # dims that stay neighbours in the input (perm[k+1] == perm[k] + 1) merge, so NHWC <-> NCHW of
+    # a [1, H, W, C] map is a 2-D [HW][C] -> [C][HW] transpose.
+    x, es = ins[0], _itemsize(outs[0])
+    strides = _row_major_strides(x.shape)
+    dims = []
+    for p in _perm(op, ins):
+        n, step = int(x.shape[p]), strides[p]
+        if n == 1:
+            continue
+        if dims and dims[-1][1] == n * step:
+            dims[-1] = (dims[-1][0] * n, step)
+        else:
+            dims.append((n, step))
+    if outs[0].size == 0:
+        dims = [(0, 0)]
+    dims = dims or [(1, 1)]
+    dims = [(1, 0)] * (TRANSPOSE_MAX_RANK - len(dims)) + dims
+    return CCall("ec_transpose_x", [cx.ptr(op.inputs[0]), cx.ptr(op.outputs[0])], ("ec_transpose_params_t", {
+        "elem_size": es, "count": _carr(n for n, _ in dims), "step": _carr(s * es for _, s in dims)}))
+
+
+def _transpose_tf(op, xs, attrs):
+    """TF lowering: a perm that keeps the batch axis first transposes the batch as it is; otherwise
+    each sample is transposed on its own (a batch axis in front of the IR's, then dropped again)."""
+    from ._tfutil import batched, fake, ir_shape, tfm
+    tf = tfm()
+    ins = fake(xs)
+    perm = _perm(op, ins)
+    if perm[0] == 0:
+        return [tf.transpose(xs[0], perm)]
+    x = tf.reshape(xs[0], [-1] + list(ir_shape(xs[0])))
+    y = tf.transpose(x, [0] + [p + 1 for p in perm])
+    return [tf.reshape(y, batched(_transpose_shape(op, ins)[0]))]
+
+
+register(OpDef("TRANSPOSE", _transpose_shape, _transpose_ref, options="TransposeOptions",
+               out_quant="same", quant_dtypes=_Q, int_operands=(1,), c=_transpose_c, tf=_transpose_tf))
 
 
 # -- DEPTH_TO_SPACE / SPACE_TO_DEPTH ---------------------------------------------------------------
