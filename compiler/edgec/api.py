@@ -177,6 +177,71 @@ def with_factorize(steps, spec: str, epochs: int | None = None):
     return steps
 
 
+def cluster_options(clusters: int | None = None, granularity: str | None = None, init: str | None = None) -> dict:
+    """The CLI's --cluster flags as options of the cluster_weights pass (checked here, before any work)."""
+    from .passes.cluster_weights import GRANULARITIES, check_clusters
+    from .train.constraints import CLUSTER_INITS
+    opts: dict = {}
+    if clusters is not None:
+        opts["clusters"] = check_clusters(clusters, f"--cluster {clusters}")
+    if granularity is not None:
+        if granularity not in GRANULARITIES:
+            raise EdgecError(f"--cluster-granularity {granularity!r}: choose tensor or channel")
+        opts["granularity"] = granularity
+    if init is not None:
+        if init not in CLUSTER_INITS:
+            raise EdgecError(f"--cluster-init {init!r}: choose one of {', '.join(CLUSTER_INITS)}")
+        opts["init"] = init
+    return opts
+
+
+def with_cluster(steps, cluster_opts: dict | None = None, epochs: int | None = None):
+    """Set the --cluster flags on the recipe's cluster_weights step, or insert one after pruning and
+    before quantizing (prune, then cluster the survivors, then store the codebook)."""
+    from .passes import Step
+    opts = dict(cluster_opts or {})
+    steps = list(steps)
+    own = next((s for s in steps if s.name == "cluster_weights"), None)
+    if opts and own is None:
+        if "clusters" not in opts:
+            flags = ", ".join(f"--cluster-{k}" for k in sorted(opts))
+            raise EdgecError(f"{flags} given without --cluster K: nothing to cluster")
+        own = Step("cluster_weights", {})
+        steps.insert(next((k for k, s in enumerate(steps) if s.name in ("qat", "quantize")), len(steps)), own)
+    if own is not None:
+        if any(s.name == "qat" for s in steps):
+            raise EdgecError("--cluster trains its own int8 codebooks; drop --qat (QAT would retrain the "
+                             "clustered weights onto a uniform grid)")
+        own.options.update(opts)
+        if epochs is not None:
+            own.options["epochs"] = epochs
+    return steps
+
+
+def with_share(steps, spec: str, epochs: int | None = None):
+    """Set --share SPEC on the recipe's share_weights step, or insert one: tying before pruning (the tied
+    tensor is then pruned once), hashing after it (pruned layers are not hashed) and before clustering,
+    training and quantizing."""
+    from .passes import Step
+    from .passes.share_weights import parse_share
+    opts = parse_share(spec)
+    if epochs is not None:
+        opts["epochs"] = epochs
+    steps = list(steps)
+    if any(s.name == "qat" for s in steps) and opts["mode"] == "hash":
+        raise EdgecError("--share hash trains its own int8 buckets; drop --qat (QAT would retrain the hashed "
+                         "weights onto a per-layer grid)")
+    own = next((s for s in steps if s.name == "share_weights"), None)
+    if own is not None:
+        own.options.update(opts)
+        return steps
+    later = (("prune_channels", "prune_weights") if opts["mode"] == "tie" else ()) + \
+        ("cluster_weights", "qat", "quantize")
+    at = next((k for k, s in enumerate(steps) if s.name in later), len(steps))
+    steps.insert(at, Step("share_weights", opts))
+    return steps
+
+
 def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recipe: str | None = None,
             calibration=None, calibration_method: str | None = None, eval_data=None, io: str | None = None,
             emit=("tflite",), target: str | None = None, unsafe: bool = False, debug: bool = False,
@@ -184,12 +249,16 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
             max_latency_ms: float | None = None, kernels: tuple[str, ...] | None = None,
             quantize_opts: dict | None = None, qat: bool = False, train_data=None,
             epochs: int | None = None, prune_opts: dict | None = None,
-            prune_structured: str | None = None, factorize: str | None = None, entropy: str = "off") -> dict:
+            prune_structured: str | None = None, factorize: str | None = None, entropy: str | None = None,
+            cluster_opts: dict | None = None, share: str | None = None, tflite_sparse: bool = False) -> dict:
     """Compile `model` into the directory `out` (written atomically) and return its report.
     Budgets (and the target's memories) are checked on what compiling knows: the weights must fit
     the flash and the arena the RAM (`edgec profile` checks the linked firmware); over one, the
-    outputs are still written and BudgetError (exit code 3) is raised."""
+    outputs are still written and BudgetError (exit code 3) is raised. entropy None: the recipe's
+    [emit] entropy, else "off". tflite_sparse: model.tflite stores weights in TFLite's sparse format
+    where LiteRT's kernels run it (backends/tflite/writer.py; TFLite Micro cannot read it)."""
     from .backends.tflite import write_tflite
+    from .backends.tflite.writer import stored_weight_bytes
     from .evaluate import evaluate
     from .passes import Pipeline
     from .profile.report import build_report
@@ -208,8 +277,14 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
     steps = with_pruning(steps, prune_opts, prune_structured, epochs)
     if factorize is not None:
         steps = with_factorize(steps, factorize, epochs)
-    if entropy != "off" and "c" not in emit:
+    if share is not None:
+        steps = with_share(steps, share, epochs)
+    steps = with_cluster(steps, cluster_opts, epochs)
+    if entropy not in (None, "off") and "c" not in emit:
         raise EdgecError("--entropy codes the C project's weights: it needs --emit c")
+    if entropy is None:
+        from .passes.manager import recipe_emit
+        entropy = recipe_emit(recipe).get("entropy", "off") if recipe else "off"
     pipeline = Pipeline(steps)
     calib, evald = _data(calibration, "calibration"), _data(eval_data, "eval data")
     train = _data(train_data, "train data")
@@ -228,7 +303,7 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
 
     g, pass_reports = pipeline.run(float_graph.copy(), calibration=calib, observe=observe, debug=debug,
                                    progress=progress, train_data=train)
-    tflite = write_tflite(g)
+    tflite = write_tflite(g, sparse=tflite_sparse)
     files = {"model.tflite": tflite}
     c_project = None
     if "c" in emit:
@@ -253,7 +328,8 @@ def compile(model, out: str | os.PathLike, *, quantize: str | None = None, recip
     report = build_report(os.fspath(name), target, pipeline.names, float_graph, g, len(tflite), pass_reports,
                           evaluation, {"tflite": "model.tflite", "c": "c" if c_project else None,
                                        "elf": None, "html": "report.html"},
-                          c_project.weight_bytes if c_project is not None else None)
+                          c_project.weight_bytes if c_project is not None else
+                          stored_weight_bytes(g, sparse=True) if tflite_sparse else None)
     if c_project is not None:
         report["totals"]["arena_bytes"] = c_project.arena_size
         report["memory_plan"] = {"arena_bytes": c_project.arena_size, "buffers": c_project.plan.timeline,

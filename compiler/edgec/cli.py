@@ -94,8 +94,8 @@ def inspect(model, as_json, unsafe):
 @click.option("--no-loss-aware", "plain", is_flag=True,
               help="Plain round-to-nearest: no GPTQ error feedback, no bias correction.")
 @click.option("--qat", is_flag=True, help="Quantization-aware training before quantizing (needs --train-data).")
-@click.option("--train-data", type=click.Path(), help="Training data for --qat and --prune fine-tuning (.npz with x, y).")
-@click.option("--epochs", type=int, help="Epochs of --qat training and of --prune and --factorize fine-tuning (defaults 10, 10, 5).")
+@click.option("--train-data", type=click.Path(), help="Training data for --qat and for --prune, --factorize, --cluster and --share fine-tuning (.npz with x, y).")
+@click.option("--epochs", type=int, help="Epochs of --qat training and of --prune, --factorize, --cluster and --share fine-tuning (defaults 10, 10, 5, 5, 10).")
 @click.option("--prune", "prune", type=float, help="Prune this fraction of the weights, e.g. 0.9 (fine-tunes on --train-data).")
 @click.option("--prune-granularity", help="What one pruning decision removes: weight|block:RxC|nm:N:M (default weight).")
 @click.option("--prune-schedule", type=click.Choice(["oneshot", "iterative", "gradual", "dsd"]),
@@ -105,14 +105,25 @@ def inspect(model, as_json, unsafe):
 @click.option("--prune-structured", help="Remove channels, attention heads or layers: channels:F|heads:F|layers:N.")
 @click.option("--factorize", help="Low-rank factorization: svd:0.9 (energy kept) | svd:rank=16 | svd:params=0.5 | "
                                   "tucker:0.5 | tucker:macs=0.6 | cp:rank=8 | svd+tucker:params=0.4 (docs/factorize.md).")
+@click.option("--cluster", "cluster", type=int, help="Weight clustering: K shared values (2..256) per channel or "
+                                                     "tensor, centroids fine-tuned on --train-data, stored as a K-entry "
+                                                     "int8 codebook (docs/deep_compression.md).")
+@click.option("--cluster-granularity", type=click.Choice(["channel", "tensor"]),
+              help="One codebook per output channel or per tensor (default channel).")
+@click.option("--cluster-init", type=click.Choice(["linear", "kmeans++", "density"]),
+              help="Centroid initialisation before k-means (default linear).")
+@click.option("--share", help="Parameter sharing: tie:BOUND (tie same-shaped weights within that relative distance) | "
+                              "hash:Rx[:tensor|row|blockN] (HashedNets, R times fewer FULLY_CONNECTED weights).")
 @click.option("--eval-data", type=click.Path(), help="Held-out data (.npz with x, y) to measure accuracy.")
 @click.option("--io", type=click.Choice(["int", "float"]), help="Integer (default) or float model inputs/outputs.")
 @click.option("--emit", default="tflite", show_default=True, help="Artifacts to write, comma-separated.")
+@click.option("--tflite-sparse", is_flag=True, help="Store pruned weights in model.tflite in TFLite's sparse "
+                                                   "format where LiteRT's kernels run it; not for TFLite Micro.")
 @click.option("--target", help="Target name (see `edgec targets`).")
-@click.option("--entropy", type=click.Choice(["off", "init", "layer"]), default="off", show_default=True,
+@click.option("--entropy", type=click.Choice(["off", "init", "layer"]),
               help="rANS-code the C project's weight arrays in flash: init = decode once into RAM at start-up; "
                    "layer = decode each layer's arrays into one shared buffer before it runs (less RAM, decode "
-                   "cost on every inference).")
+                   "cost on every inference). Default: the recipe's [emit] entropy, else off.")
 @click.option("--kernels", help="C kernel variants in preference order, e.g. ref or cmsis,ref (default: the target's).")
 @click.option("--unsafe", is_flag=True, help="Load .keras files with safe_mode off.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the summary.")
@@ -120,7 +131,8 @@ def inspect(model, as_json, unsafe):
 @click.pass_context
 def compile(ctx, model, out, quantize, recipe, calibration, calibration_method, scheme, granularity, rounding, plain,
             qat, train_data, epochs, prune, prune_granularity, prune_schedule, prune_criterion, prune_structured,
-            factorize, eval_data, io, emit, target, entropy, kernels, unsafe, as_json, max_flash, max_ram, max_latency):
+            factorize, cluster, cluster_granularity, cluster_init, share, eval_data, io, emit, target, entropy, kernels,
+            unsafe, as_json, max_flash, max_ram, max_latency, tflite_sparse):
     """Compile MODEL into OUT (model.tflite, report.json, report.html; c/ with --emit c)."""
     from . import api
     from .profile.report import print_summary
@@ -134,12 +146,14 @@ def compile(ctx, model, out, quantize, recipe, calibration, calibration_method, 
                          qat=qat, train_data=train_data, epochs=epochs,
                          prune_opts=api.prune_options(prune, prune_granularity, prune_schedule, prune_criterion),
                          prune_structured=prune_structured, factorize=factorize, entropy=entropy,
-                         **limits)
+                         cluster_opts=api.cluster_options(cluster, cluster_granularity, cluster_init), share=share,
+                         tflite_sparse=tflite_sparse, **limits)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
         print_summary(report, _console())
         _print_pruning(report, _console())
+        _print_savings(report, _console())
         wrote = [os.path.join(out, "model.tflite")] + ([os.path.join(out, "c") + "/"] if report["artifacts"]["c"] else [])
         click.echo(f"wrote {', '.join(wrote)} and {os.path.join(out, 'report.json')}")
 
@@ -161,6 +175,35 @@ def _print_pruning(report: dict, console) -> None:
         if p.get("prune_accuracy_before") is not None:
             console.print(f"float accuracy on the {p['prune_accuracy_on']} data: {100 * p['prune_accuracy_before']:.2f}% "
                           f"dense -> {100 * p['prune_accuracy_after']:.2f}% pruned and fine-tuned")
+
+
+def _print_savings(report: dict, console) -> None:
+    """Where the weight bytes went: each compression pass's IR bytes before / after (and what it did), then
+    the C backend's storage (packing, sparse formats, hashing, entropy coding); shown when any step saved."""
+    notes = {"prune_weights": lambda p: f"{100 * p['prune_sparsity']:.1f}% zeros" if "prune_sparsity" in p else "",
+             "cluster_weights": lambda p: f"{p['clustered_layers']} layers clustered" if p.get("clustered_layers") else "",
+             "share_weights": lambda p: (f"{p['hashed_params']:,} weights hashed into {p['hashed_stored_params']:,}"
+                                         if p.get("hashed_layers") else
+                                         f"{p.get('params_shared_away', 0):,} params tied away" if p.get("tied_groups") else ""),
+             "factorize": lambda p: f"{p['params_before']:,} -> {p['params_after']:,} params" if "params_after" in p else ""}
+    rows = [(p["name"], p["weight_bytes_before"], p["weight_bytes_after"], notes.get(p["name"], lambda p: "")(p))
+            for p in report["passes"]]
+    rows = [r for r in rows if r[1] != r[2] or r[3]]
+    t = report["totals"]
+    ir = report["passes"][-1]["weight_bytes_after"] if report["passes"] else t["float_bytes"]
+    if report["artifacts"].get("c") and t["weight_bytes"] != ir:
+        e = report.get("entropy")
+        rows.append(("C backend", ir, t["weight_bytes"], "packed / sparse / hashed" +
+                     (f", rANS ({e['mode']}: {e['ram_bytes']:,} B of RAM decoded)" if e and e["arrays_coded"] else "")))
+    if len(rows) < 2:
+        return
+    from rich.table import Table
+    table = Table(title="where the weight bytes went", title_justify="left")
+    for col in ("step", "before", "after", ""):
+        table.add_column(col, justify="right" if col in ("before", "after") else "left")
+    for name, before, after, note in rows:
+        table.add_row(name, f"{before:,}", f"{after:,}", note)
+    console.print(table)
 
 
 @cli.command()

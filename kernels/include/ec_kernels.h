@@ -11,6 +11,7 @@
 #include "ec_opt.h"
 #include "ec_lowbit.h"
 #include "ec_sparse.h"
+#include "ec_hash.h"
 #include "ec_matmul.h"
 #include "ec_lowbit_matmul.h"
 

@@ -119,7 +119,11 @@ def weight_bytes(g: Graph) -> int:
     return sum(t.nbytes for t in g.weights())
 
 
-def load_recipe(name_or_path: str) -> list[Step]:
+# what a recipe's [emit] table may set: backend options applied when the caller gives none
+EMIT_OPTIONS = {"entropy": ("off", "init", "layer")}
+
+
+def _read_recipe(name_or_path: str) -> tuple[Path, dict]:
     path = Path(name_or_path)
     if not path.suffix:
         path = RECIPES_DIR / f"{name_or_path}.toml"
@@ -127,9 +131,33 @@ def load_recipe(name_or_path: str) -> list[Step]:
         known = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.toml")))
         raise EdgecError(f"no recipe {name_or_path!r} (a TOML path, or one of: {known})")
     try:
-        doc = tomllib.loads(path.read_text())
+        return path, tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise EdgecError(f"recipe {path}: not valid TOML ({e})") from None
+
+
+def recipe_emit(name_or_path: str) -> dict:
+    """The recipe's [emit] table: options for the backends (EMIT_OPTIONS, e.g. entropy = "init"), which
+    compile applies when its caller sets none. {} when the recipe has none."""
+    return _emit_table(*_read_recipe(name_or_path))
+
+
+def _emit_table(path: Path, doc: dict) -> dict:
+    emit = doc.get("emit", {})
+    if not isinstance(emit, dict):
+        raise EdgecError(f"recipe {path}: [emit] must be a table")
+    for key, value in emit.items():
+        if key not in EMIT_OPTIONS:
+            raise EdgecError(f"recipe {path}: unknown [emit] option {key!r}; known: {', '.join(EMIT_OPTIONS)}")
+        if value not in EMIT_OPTIONS[key]:
+            raise EdgecError(f"recipe {path}: [emit] {key} = {value!r}; choose {', '.join(EMIT_OPTIONS[key])}")
+    return dict(emit)
+
+
+def load_recipe(name_or_path: str) -> list[Step]:
+    """The recipe's [[pass]] steps (its [emit] table is checked here and read by recipe_emit)."""
+    path, doc = _read_recipe(name_or_path)
+    _emit_table(path, doc)
     steps = []
     for entry in doc.get("pass", []):
         entry = dict(entry)

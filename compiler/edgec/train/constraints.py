@@ -160,27 +160,316 @@ class RowView:
         return np.transpose(rows.reshape([shape[a] for a in self.perm]), np.argsort(self.perm))
 
 
+CLUSTER_INITS = ("linear", "kmeans++", "density")
+
+
+def init_centroids(x: np.ndarray, k: int, method: str, rng: np.random.Generator) -> np.ndarray:
+    """k initial centroids (float64, ascending) for the values x [n] (n >= 1).
+
+    linear    evenly spaced over [min x, max x]: keeps centroids on the rare large weights, which
+              matter most (Han et al. 2016 measured it best for fine-tuned networks);
+    density   evenly spaced on the empirical CDF (the (j + 1/2) / k quantiles): centroids crowd where
+              the weights do;
+    kmeans++  Arthur & Vassilvitskii's D^2 sampling: each next centroid drawn with probability
+              proportional to the squared distance to the nearest one chosen (seeded `rng`)."""
+    x = np.asarray(x, np.float64).reshape(-1)
+    if method == "linear":
+        return np.linspace(x.min(), x.max(), k)
+    if method == "density":
+        return np.quantile(x, (np.arange(k) + 0.5) / k)
+    if method != "kmeans++":
+        raise EdgecError(f"cluster init {method!r}: choose one of {', '.join(CLUSTER_INITS)}")
+    c = [x[rng.integers(x.size)]]
+    d2 = (x - c[0]) ** 2
+    for _ in range(1, k):
+        total = d2.sum()
+        nxt = x[rng.choice(x.size, p=d2 / total)] if total > 0 else x[rng.integers(x.size)]
+        c.append(nxt)
+        d2 = np.minimum(d2, (x - nxt) ** 2)
+    return np.sort(np.asarray(c))
+
+
+def nearest(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Index of the nearest of the ascending centroids c [k] for every value of x (ties: the lower)."""
+    if c.size == 1:
+        return np.zeros(np.shape(x), np.int64)
+    return np.searchsorted((c[:-1] + c[1:]) / 2, x, side="left")
+
+
+def kmeans_lloyd(x: np.ndarray, c: np.ndarray, iters: int) -> np.ndarray:
+    """Lloyd's algorithm in 1-D from the ascending centroids c: each centroid moves to the mean of the
+    values nearest to it (one without members stays), until nothing moves or `iters` rounds."""
+    x = np.asarray(x, np.float64).reshape(-1)
+    c = np.sort(np.asarray(c, np.float64))
+    for _ in range(iters):
+        idx = nearest(x, c)
+        n = np.bincount(idx, minlength=c.size)
+        new = np.where(n > 0, np.bincount(idx, weights=x, minlength=c.size) / np.maximum(n, 1), c)
+        new = np.sort(new)
+        if np.array_equal(new, c):
+            break
+        c = new
+    return c
+
+
+def cluster_values(x: np.ndarray, k: int, init: str, iters: int, rng: np.random.Generator) -> np.ndarray:
+    """k ascending centroids for the values x: `init`, then `iters` Lloyd rounds. With at most k
+    distinct values they are the centroids themselves (padded by repeating the largest)."""
+    x = np.asarray(x, np.float64).reshape(-1)
+    uniq = np.unique(x)
+    if uniq.size <= k:
+        return np.concatenate([uniq, np.full(k - uniq.size, uniq[-1])]) if uniq.size else np.zeros(k)
+    return kmeans_lloyd(x, init_centroids(x, k, init, rng), iters)
+
+
 @dataclass
 class Cluster:
-    """Weight clustering: every weight snaps to its nearest centroid; centroids are trained with the
-    gradients of their members summed (gather's gradient), the latent weights get the straight-through
-    gradient so they can change cluster. `centroids`: initial values, or an int k (k-means init)."""
+    """Weight clustering (Han et al. 2016's weight sharing): every weight of a channel (or of the tensor)
+    is one of that channel's k centroids.
+
+    The centroids start from `init` (CLUSTER_INITS) refined by `iters` Lloyd rounds on the initial weights,
+    per channel along `axis` (None: one codebook for the tensor); `centroids` is k, or the initial
+    centroids themselves ([k], or [C, k] per channel; with dropped weights these are the free ones and the
+    fixed 0 comes on top). Forward pass: w = c[channel, idx]; gather's
+    gradient sums the gradients of a centroid's members onto it. With reassign=False (Han) the
+    assignments idx are fixed at the start, so a trained weight always equals its centroid; with
+    reassign=True (tfmot) each forward pass assigns the latent weights to their nearest centroid and the
+    latent weights get the straight-through gradient, so they can change cluster.
+
+    Sparsity (`mask`, 1 = a kept weight; default: the non-zeros of w0 when `preserve_sparsity`): a weight
+    the mask drops stays exactly 0, through a centroid fixed at 0 that only they use; the kept weights
+    share the other k - 1 (all k when nothing is dropped), so the codebook still has k entries.
+
+    int8=True rounds the centroids to int8 levels in every forward pass (straight-through): c = s * q, q an
+    integer in [-127, 127], s = max|w0| / 127 of the channel (or tensor), fixed. The trained weights are
+    then exactly s * level, and state() / levels() give what the quantize pass stores as a kmeans codebook
+    (`qat_*` meta on export): the deployed weights are the trained ones."""
     centroids: np.ndarray | int = 16
+    axis: int | None = None
+    init: str = "linear"
+    iters: int = 20
+    reassign: bool = False
+    preserve_sparsity: bool = True
+    mask: np.ndarray | None = None
+    int8: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.init not in CLUSTER_INITS:
+            raise EdgecError(f"cluster init {self.init!r}: choose one of {', '.join(CLUSTER_INITS)}")
+        if np.ndim(self.centroids) == 0:
+            k = int(self.centroids)
+            if not 2 <= k <= 256:
+                raise EdgecError(f"clusters: {k} centroids; choose 2..256")
 
     def build(self, w0: np.ndarray, name: str):
-        tf = _tf()
-        if np.ndim(self.centroids) == 0:
-            c0 = qw.kmeans_1d(w0.reshape(-1).astype(np.float64), int(self.centroids))
-        else:
-            c0 = np.asarray(self.centroids, np.float64)
-        c = tf.Variable(np.sort(c0).astype(np.float32), name=name + "_centroids")
+        return _Clusterer(self, np.asarray(w0), name)
 
-        def f(w, training):
-            idx = tf.argmin(tf.abs(tf.expand_dims(w, -1) - c), axis=-1)
-            return tf.gather(c, idx) + (w - tf.stop_gradient(w))
-        f.state = lambda: {"centroids": c.numpy()}
-        f.variables = [c]
-        return f
+
+def _rows_perm(ndim: int, axis: int | None) -> tuple[int, ...]:
+    """The transpose taking `axis` first (qw.to_rows' order)."""
+    if axis is None:
+        return tuple(range(ndim))
+    return (axis,) + tuple(d for d in range(ndim) if d != axis)
+
+
+class _Clusterer:
+    """Cluster's built form. Rows are qw.to_rows(w, axis): [C, K] per channel, [1, size] per tensor;
+    c [C, m] are the trainable centroids, plus a constant 0 in front (index 0) when some weights are
+    dropped; idx [C, K] the assignments (int64, fixed unless reassigning)."""
+
+    def __init__(self, spec: Cluster, w0: np.ndarray, name: str):
+        tf = _tf()
+        self.spec, self.name, self.shape = spec, name, tuple(w0.shape)
+        self.perm = _rows_perm(w0.ndim, spec.axis)
+        rows = qw.to_rows(np.asarray(w0, np.float64), spec.axis)
+        keep = None
+        if spec.mask is not None:
+            if np.shape(spec.mask) != self.shape:
+                raise EdgecError(f"{name}: cluster mask {np.shape(spec.mask)} does not match the weight {self.shape}")
+            keep = qw.to_rows(np.asarray(spec.mask) != 0, spec.axis)
+        elif spec.preserve_sparsity:
+            keep = rows != 0
+        self.sparse = keep is not None and not keep.all()
+        self.keep = np.ones(rows.shape, bool) if keep is None else keep
+        R = rows.shape[0]
+        if np.ndim(spec.centroids) == 0:
+            k = int(spec.centroids)
+            m = k - 1 if self.sparse else k
+            rng = np.random.default_rng(spec.seed)
+            c0 = np.stack([cluster_values(rows[r][self.keep[r]] if self.keep[r].any() else np.zeros(1), m,
+                                          spec.init, spec.iters, rng) for r in range(R)])
+        else:
+            c0 = np.asarray(spec.centroids, np.float64)
+            c0 = np.broadcast_to(c0.reshape(-1, c0.shape[-1]), (R, c0.shape[-1])).copy()
+            if c0.shape[1] < 1:
+                raise EdgecError(f"{name}: no initial centroids")
+        self.k = c0.shape[1] + (1 if self.sparse else 0)
+        top = np.abs(rows).max(axis=1)
+        self.s = np.where(top > 0, top / 127.0, 1.0).astype(np.float32)       # [R], int8 level scale
+        self.c = tf.Variable(c0.astype(np.float32), name=name + "_centroids")
+        self.variables = [self.c]
+        self.idx0 = self._nearest(rows, self._book_np(c0))
+        self.idx = tf.Variable(self.idx0, trainable=False, name=name + "_assign")
+
+    # -- the codebook ----------------------------------------------------------------------------
+    def _book_np(self, c: np.ndarray) -> np.ndarray:
+        """[R, k] centroids as the forward pass uses them (0 in front when sparse; int8-rounded)."""
+        c = np.asarray(c, np.float64)
+        if self.spec.int8:
+            s = self.s.astype(np.float64)[:, None]
+            c = np.clip(np.round(c / s), -127, 127) * s
+        return np.concatenate([np.zeros((c.shape[0], 1)), c], axis=1) if self.sparse else c
+
+    def book(self):
+        """The [R, k] codebook of the forward pass (TF), its STE rounding included."""
+        tf = _tf()
+        c = self.c
+        if self.spec.int8:
+            s = self.s[:, None]
+            x = tf.clip_by_value(c / s, -127.0, 127.0)
+            c = (x + tf.stop_gradient(tf.round(x) - x)) * s
+        if self.sparse:
+            c = tf.concat([tf.zeros((c.shape[0], 1), tf.float32), c], axis=1)
+        return c
+
+    def _nearest(self, rows: np.ndarray, book: np.ndarray) -> np.ndarray:
+        """Assignments [R, K]: a kept weight to its nearest free centroid, a dropped one to the 0."""
+        lo = 1 if self.sparse else 0
+        idx = np.zeros(rows.shape, np.int64)
+        for r in range(rows.shape[0]):
+            free = book[r, lo:]
+            order = np.argsort(free, kind="stable")
+            idx[r] = lo + order[nearest(rows[r], free[order])]
+        return np.where(self.keep, idx, 0)
+
+    # -- forward ---------------------------------------------------------------------------------
+    def _to_rows(self, w):
+        tf = _tf()
+        return tf.reshape(tf.transpose(w, self.perm), (len(self.s), -1))
+
+    def _from_rows(self, r):
+        tf = _tf()
+        moved = [self.shape[a] for a in self.perm]
+        return tf.transpose(tf.reshape(r, moved), np.argsort(self.perm))
+
+    def __call__(self, w, training):
+        tf = _tf()
+        book = self.book()
+        if not self.spec.reassign:
+            return self._from_rows(tf.gather(book, self.idx, batch_dims=1))
+        rows = self._to_rows(w)
+        lo = 1 if self.sparse else 0
+        free = book[:, lo:]
+        d = tf.abs(tf.expand_dims(rows, -1) - tf.expand_dims(free, 1))          # [R, K, m]
+        idx = tf.argmin(d, axis=-1, output_type=tf.int64) + lo
+        idx = tf.where(tf.constant(self.keep), idx, tf.zeros_like(idx))
+        if training:
+            self.idx.assign(idx)
+        q = tf.gather(book, idx, batch_dims=1)
+        return self._from_rows(q) + (w - tf.stop_gradient(w))
+
+    # -- export ----------------------------------------------------------------------------------
+    def assignments(self) -> np.ndarray:
+        """The current assignments [R, K] (int64)."""
+        return self.idx.numpy()
+
+    def levels(self, w: np.ndarray) -> np.ndarray:
+        """The int8 levels of this constraint's output w (int8=True): w / s, each in its row's codebook."""
+        if not self.spec.int8:
+            raise EdgecError(f"{self.name}: levels need Cluster(int8=True)")
+        rows = qw.to_rows(np.asarray(w, np.float64), self.spec.axis)
+        q = np.round(rows / self.s.astype(np.float64)[:, None])
+        book = self.codebook()
+        book = book if book.ndim == 2 else book[None]
+        if not all(np.isin(q[r], book[r if book.shape[0] > 1 else 0]).all() for r in range(q.shape[0])):
+            raise EdgecError(f"{self.name}: clustered levels outside the codebook")
+        return qw.from_rows(q, self.shape, self.spec.axis).astype(np.int8)
+
+    def codebook(self) -> np.ndarray:
+        """int8 codebook of the deployed weights: per channel [C, n] (each row ascending, padded by
+        repeating its largest entry) or per tensor [n]: the distinct int8 levels of the centroids."""
+        q = np.round(self._book_np(self.c.numpy()) / self.s.astype(np.float64)[:, None]).astype(np.int64)
+        books = [np.unique(r) for r in q]
+        n = max(b.size for b in books)
+        out = np.stack([np.concatenate([b, np.full(n - b.size, b[-1])]) for b in books]).astype(np.int8)
+        return out if self.spec.axis is not None else out[0]
+
+    def state(self):
+        c = self._book_np(self.c.numpy()).astype(np.float32)
+        st = {"centroids": c[0] if self.spec.axis is None else c}
+        if self.sparse:
+            st["mask"] = qw.from_rows(self.keep, self.shape, self.spec.axis)
+        if self.spec.int8:
+            book = self.codebook()
+            st.update(scale=self.s.copy() if self.spec.axis is not None else self.s[:1].copy(),
+                      bits=kmeans_bits(book.shape[-1]), scheme="kmeans", axis=self.spec.axis, codebook=book)
+        return st
+
+
+def kmeans_bits(n: int) -> int:
+    """Bits per codebook index: ceil(log2 n), at least 1 (the C backend's packing)."""
+    return max(1, int(np.ceil(np.log2(n)))) if n > 1 else 1
+
+
+@dataclass
+class Hash:
+    """HashedNets weight sharing within a FULLY_CONNECTED weight [O, I]: W[o, i] = sign(o, i) * b[h(o, i)]
+    with the hash, signs and bucket count fixed by `spec` (edgec.weight_hashing.HashSpec, seeded). The
+    buckets b are the trained variables (gather's gradient sums each bucket's members, sign included);
+    they start from the least-squares projection of the initial weights (each bucket the mean of
+    sign * w over its members).
+
+    int8=True rounds the buckets to int8 levels of one scale s = max|w0| / 127 in every forward pass
+    (straight-through), so the weight is exactly s * sign * level: per-tensor int8 weights that the C
+    backend stores as the B buckets alone (state() gives the quantize pass the levels and scale)."""
+    spec: "object"
+    int8: bool = True
+
+    def build(self, w0: np.ndarray, name: str):
+        return _Hasher(self, np.asarray(w0), name)
+
+
+class _Hasher:
+    def __init__(self, spec: Hash, w0: np.ndarray, name: str):
+        tf = _tf()
+        if w0.ndim != 2:
+            raise EdgecError(f"{name}: hashing needs a 2-D [out, in] weight, not {list(w0.shape)}")
+        self.spec, self.name, self.shape = spec, name, tuple(w0.shape)
+        idx, sign = spec.spec.index(w0.shape)
+        self.idx, self.sign = idx, sign.astype(np.float32)
+        top = float(np.abs(w0).max())
+        self.s = np.float32(top / 127.0 if top > 0 else 1.0)
+        self.b = tf.Variable(spec.spec.project(w0).astype(np.float32), name=name + "_buckets")
+        self.variables = [self.b]
+
+    def buckets(self):
+        tf = _tf()
+        if not self.spec.int8:
+            return self.b
+        x = tf.clip_by_value(self.b / self.s, -127.0, 127.0)
+        return (x + tf.stop_gradient(tf.round(x) - x)) * self.s
+
+    def __call__(self, w, training):
+        tf = _tf()
+        return tf.gather(self.buckets(), self.idx) * self.sign
+
+    def bucket_levels(self) -> np.ndarray:
+        """The int8 bucket levels (int8=True)."""
+        return np.clip(np.round(self.b.numpy().astype(np.float64) / float(self.s)), -127, 127).astype(np.int8)
+
+    def levels(self, w: np.ndarray) -> np.ndarray:
+        """The int8 levels of this constraint's output w: sign * bucket level."""
+        q = np.round(np.asarray(w, np.float64) / float(self.s)).astype(np.int64)
+        if not np.array_equal(q, self.spec.spec.expand(self.bucket_levels().astype(np.int64), self.shape)):
+            raise EdgecError(f"{self.name}: hashed levels are not sign * bucket")
+        return q.astype(np.int8)
+
+    def state(self):
+        st = {"hash": self.spec.spec.as_dict()}
+        if self.spec.int8:
+            st.update(scale=np.array([self.s], np.float32), bits=8, scheme="uniform", axis=None)
+        return st
 
 
 def grid_round(tf, x, grid: np.ndarray):

@@ -572,8 +572,10 @@ def _fc_c(op, ins, outs, cx):
     act = op.attrs["fused_activation_function"]
     if act not in C_ACTIVATIONS:
         raise EdgecError(f"FULLY_CONNECTED {op.name}: the C backend has no fused {act} activation")
+    from ...backends.c.hash_weights import fc_hashed_call
     from ...backends.c.sparse_weights import fc_sparse_call
-    call = fc_sparse_call(op, cx, it, wt, bt, ot)   # int8 weights stored sparse where that is smaller
+    call = fc_hashed_call(op, cx, it, wt, bt, ot) or \
+        fc_sparse_call(op, cx, it, wt, bt, ot)      # hashed weights as their buckets; sparse where smaller
     if call:
         return call
     dims = {"batches": it.size // i, "in_features": i, "out_features": o}
