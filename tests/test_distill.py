@@ -349,3 +349,31 @@ def test_distill_step_refuses_a_quantized_model_and_bad_options(teacher):
     for bad, match in (({"loss": "hints"}, "kd or mse"), ({"alpha": 2}, "alpha"), ({"temperature": 0}, "temperature")):
         with pytest.raises(EdgecError, match=match):
             PASSES["distill"].run(teacher.copy(), PassContext(options={**PASSES["distill"].defaults, **bad}))
+
+
+def test_cli_distill(teacher_tflite, tmp_path, capsys):
+    from edgec.cli import main
+    np.savez(tmp_path / "t.npz", **TRAIN)
+    np.savez(tmp_path / "v.npz", **VAL)
+    args = ["distill", str(teacher_tflite), "-o", str(tmp_path / "out"), "--train-data", str(tmp_path / "t.npz"),
+            "--val-data", str(tmp_path / "v.npz"), "--derive", "width=0.5", "--epochs", "1", "--temperature", "1",
+            "--json"]
+    assert main(args) == 0, capsys.readouterr().err
+    rep = json.loads(capsys.readouterr().out)
+    assert (tmp_path / "out" / "student.keras").is_file() and (tmp_path / "out" / "model.tflite").is_file()
+    assert rep["totals"]["params"] > 0
+    assert main(args[:-1] + ["--loss", "softmax"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--loss" in err and len(err.splitlines()) == 1
+
+
+def test_a_distill_step_in_a_pipeline_drives_pruning_fine_tuning(teacher):
+    from edgec.data import Dataset
+    from edgec.passes import Pipeline, Step
+    x, y = TRAIN["x"][:200].astype(np.float32), TRAIN["y"][:200]
+    steps = [Step("distill", {"temperature": 1.0}),
+             Step("prune_weights", {"sparsity": 0.5, "schedule": "oneshot", "epochs": 1})]
+    out, reports = Pipeline(steps).run(teacher.copy(), train_data=Dataset([x], y))
+    assert reports[1]["prune_target"] == "teacher"
+    _, plain = Pipeline(steps[1:]).run(teacher.copy(), train_data=Dataset([x], y))
+    assert "prune_target" not in plain[0]

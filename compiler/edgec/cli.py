@@ -263,6 +263,46 @@ def analyze(model, data, sensitivity, target_sparsity, out, prune_granularity, p
         click.echo("give -o OUT to write the recipe")
 
 
+@cli.command()
+@click.argument("teachers", nargs=-1, required=True)
+@click.option("-o", "--out", required=True, help="Output directory: student.keras, model.tflite, report.json.")
+@click.option("--train-data", type=click.Path(), help="Training data (.npz with x, and y unless teacher labels only).")
+@click.option("--unlabeled", type=click.Path(), help="More inputs (.npz with x) that the teacher labels.")
+@click.option("--val-data", type=click.Path(), help="Held-out data (.npz with x, y) for the accuracies reported.")
+@click.option("--student", help="The student model to train (default: derived from the teacher).")
+@click.option("--derive", help="Derive the student from the teacher: width=0.5,depth=-2 (default width=0.5).")
+@click.option("--loss", type=click.Choice(["kd", "mse", "hints", "labels"]), default="kd", show_default=True,
+              help="What to mimic: softened probabilities, logits, features; labels = the labels-only baseline.")
+@click.option("--temperature", type=float, default=4.0, show_default=True)
+@click.option("--alpha", type=float, default=0.9, show_default=True, help="Weight of the teacher's signal vs labels.")
+@click.option("--epochs", type=int, default=15, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--lr", type=float, default=5e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--augment", help="noise, shift, mixup, or a comma list.")
+@click.option("--assistant", is_flag=True, help="Teacher -> assistant (derived at an intermediate size) -> student.")
+@click.option("--mutual", type=int, default=0, help="Deep mutual learning among K >= 2 students.")
+@click.option("--hint", "hints", multiple=True, help="Feature hint TEACHER_TENSOR:STUDENT_TENSOR (repeatable).")
+@click.option("--unsafe", is_flag=True, help="Load .keras files with safe_mode off.")
+@click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the summary.")
+def distill(teachers, out, train_data, unlabeled, val_data, student, derive, loss, temperature, alpha, epochs,
+            batch_size, lr, seed, augment, assistant, mutual, hints, unsafe, as_json):
+    """Train a small student to mimic TEACHERS (several: an averaged ensemble) into OUT."""
+    from .distill import distill as run_distill
+    from .profile.report import print_summary
+    report = run_distill(list(teachers) if len(teachers) > 1 else teachers[0], out, train_data=train_data,
+                         student=student, derive=derive, loss=loss, temperature=temperature, alpha=alpha,
+                         epochs=epochs, seed=seed, unlabeled=unlabeled, augment=augment, assistant=assistant,
+                         mutual=mutual, hints=list(hints) or None, val_data=val_data, progress=_progress,
+                         batch_size=batch_size, lr=lr, unsafe=unsafe)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        print_summary(report, _console())
+        click.echo(f"wrote {os.path.join(out, 'student.keras')}, {os.path.join(out, 'model.tflite')} and "
+                   f"{os.path.join(out, 'report.json')}")
+
+
 @cli.command("eval")
 @click.argument("model_or_out")
 @click.option("--data", required=True, type=click.Path(), help="Data (.npz with x, optional y).")

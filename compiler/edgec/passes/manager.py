@@ -60,6 +60,8 @@ class PassContext:
     debug: bool = False
     progress: Callable | None = None                  # progress(label, iterable) -> iterable
     report: dict = field(default_factory=dict)        # the running pass's report entry
+    teacher: object | None = None                     # set by a `distill` step: later passes fine-tune
+                                                      # on its signal (passes/distill_step.teacher_signal)
 
     def op_options(self, op: Op) -> dict:
         """The pass options as they apply to `op`, after per-layer overrides."""
@@ -98,15 +100,17 @@ class Pipeline:
     def run(self, g: Graph, calibration=None, observe=None, debug: bool = False,
             progress=None, train_data=None) -> tuple[Graph, list[dict]]:
         reports = []
+        teacher = None
         for s in self.steps:
             p = PASSES[s.name]
             ctx = PassContext(options={**p.defaults, **s.options},
                               overrides=[(re.compile(k), v) for k, v in s.overrides.items()],
                               calibration=calibration, observe=observe, debug=debug, progress=progress,
-                              train_data=train_data)
+                              train_data=train_data, teacher=teacher)
             before = weight_bytes(g)
             t0 = time.perf_counter()
             g = p.run(g, ctx)
+            teacher = ctx.teacher
             ctx.report.update(name=s.name, weight_bytes_before=before, weight_bytes_after=weight_bytes(g),
                               seconds=round(time.perf_counter() - t0, 3))
             reports.append(dict(sorted(ctx.report.items())))

@@ -341,7 +341,12 @@ def _data(g: Graph, ctx: PassContext):
                          "(--train-data D.npz); to prune without data: --prune-schedule oneshot --epochs 0")
     xs = [np.asarray(x, np.float32) for x in data.xs]
     y = getattr(data, "y", None)
-    if y is not None:
+    from .distill_step import teacher_signal
+    sig = teacher_signal(ctx, g, xs, y)
+    if sig is not None:   # a distill step ran before: fine-tune on the teacher's signal
+        loss, targets, y = sig.loss, sig.targets, None
+        ctx.report["prune_target"] = "teacher"
+    elif y is not None:
         loss, targets = "crossentropy", np.asarray(y)
     else:
         teacher = build_model(g).predict(xs)[0]
