@@ -46,6 +46,11 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/profile_m4.py
 	$(PY) benchmarks/quantization.py
 	$(PY) benchmarks/pruning.py
+	$(PY) benchmarks/pruning_structured.py
+	$(PY) benchmarks/sparse_kernels.py
+	$(PY) benchmarks/factorize.py
+	$(PY) benchmarks/deep_compression.py
+	$(PY) benchmarks/distillation.py
 
 clean:
 	rm -rf out benchmarks/work
