@@ -367,13 +367,16 @@ def test_cli_distill(teacher_tflite, tmp_path, capsys):
     assert "--loss" in err and len(err.splitlines()) == 1
 
 
-def test_a_distill_step_in_a_pipeline_drives_pruning_fine_tuning(teacher):
+@pytest.mark.parametrize("step,key", [
+    (("prune_weights", {"sparsity": 0.5, "schedule": "oneshot", "epochs": 1}), "prune_target"),
+    (("cluster_weights", {"clusters": 8, "epochs": 1}), "cluster_target"),
+    (("factorize", {"rule": "energy", "energy": 0.9, "epochs": 1}), "finetune_target")])
+def test_a_distill_step_in_a_pipeline_drives_later_fine_tuning(teacher, step, key):
     from edgec.data import Dataset
     from edgec.passes import Pipeline, Step
     x, y = TRAIN["x"][:200].astype(np.float32), TRAIN["y"][:200]
-    steps = [Step("distill", {"temperature": 1.0}),
-             Step("prune_weights", {"sparsity": 0.5, "schedule": "oneshot", "epochs": 1})]
-    out, reports = Pipeline(steps).run(teacher.copy(), train_data=Dataset([x], y))
-    assert reports[1]["prune_target"] == "teacher"
+    steps = [Step("distill", {"temperature": 1.0}), Step(*step)]
+    _, reports = Pipeline(steps).run(teacher.copy(), train_data=Dataset([x], y))
+    assert reports[1][key] == "teacher"
     _, plain = Pipeline(steps[1:]).run(teacher.copy(), train_data=Dataset([x], y))
-    assert "prune_target" not in plain[0]
+    assert plain[0].get(key) != "teacher"

@@ -162,7 +162,11 @@ def fine_tune(model, reference: Graph, ctx: PassContext, label: str) -> None:
             ctx.report[f"{label}_note"] = "no training data: not fine-tuned"
         return
     xs = [np.asarray(x, np.float32) for x in data.xs]
-    if getattr(data, "y", None) is not None:
+    from .distill_step import teacher_signal
+    sig = teacher_signal(ctx, reference, xs, getattr(data, "y", None))
+    if sig is not None:                             # a distill step ran before: learn from its teacher
+        loss, targets, kind = sig.loss, sig.targets, "teacher"
+    elif getattr(data, "y", None) is not None:
         loss, targets, kind = "crossentropy", np.asarray(data.y), "labels"
     else:                                           # distill the reference model's outputs
         targets = build_model(reference).predict(xs)[0]

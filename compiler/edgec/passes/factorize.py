@@ -612,7 +612,11 @@ def _fine_tune(g: Graph, original: Graph, ctx: PassContext) -> Graph:
 
     o, data = ctx.options, ctx.train_data
     xs = [np.asarray(x, np.float32) for x in data.xs]
-    if data.y is not None:
+    from .distill_step import teacher_signal
+    sig = teacher_signal(ctx, g, xs, data.y)
+    if sig is not None:                             # a distill step ran before: learn from its teacher
+        loss, targets, target_kind = sig.loss, sig.targets, "teacher"
+    elif data.y is not None:
         loss, targets, target_kind = "crossentropy", np.asarray(data.y), "labels"
     else:                                           # distill the original model's outputs
         targets = build_model(original).predict(xs)[0]
