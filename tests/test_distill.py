@@ -370,7 +370,8 @@ def test_cli_distill(teacher_tflite, tmp_path, capsys):
 @pytest.mark.parametrize("step,key", [
     (("prune_weights", {"sparsity": 0.5, "schedule": "oneshot", "epochs": 1}), "prune_target"),
     (("cluster_weights", {"clusters": 8, "epochs": 1}), "cluster_target"),
-    (("factorize", {"rule": "energy", "energy": 0.9, "epochs": 1}), "finetune_target")])
+    (("factorize", {"rule": "energy", "energy": 0.9, "epochs": 1}), "finetune_target"),
+    (("qat", {"epochs": 1, "activations": False}), "qat_target")])
 def test_a_distill_step_in_a_pipeline_drives_later_fine_tuning(teacher, step, key):
     from edgec.data import Dataset
     from edgec.passes import Pipeline, Step

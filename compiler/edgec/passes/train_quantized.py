@@ -123,7 +123,11 @@ def qat(g: Graph, ctx: PassContext) -> Graph:
     model = build_model(g, constraints)
     acts = {n: c for n, cs in model.constraints.items() for c in cs if hasattr(c, "set_range")}
     calibrate = _calibrator(model, acts, ctx, export) if acts and ctx.observe is not None else (lambda: None)
-    if y is not None:
+    from .distill_step import teacher_signal
+    sig = teacher_signal(ctx, g, xs, y)
+    if sig is not None:                               # a distill step ran before: learn from its teacher
+        loss, targets = sig.loss, sig.targets
+    elif y is not None:
         loss, targets = "crossentropy", np.asarray(y)
     else:                                             # distill the float model's outputs
         teacher = build_model(g).predict(xs)[0]
@@ -135,7 +139,7 @@ def qat(g: Graph, ctx: PassContext) -> Graph:
     val = Dataset([x[held] for x in xs], targets[held], "qat held-out data") if held.any() else None
 
     calibrate()
-    keeper = _BestEpoch(model, acts, val, loss)
+    keeper = _BestEpoch(model, acts, val, loss, None if sig is None or val is None else sig.labels[held])
     steps_per_epoch = max(1, math.ceil(len(train) / int(o["batch_size"])))
 
     def end_of_step(step: int) -> None:
@@ -148,11 +152,12 @@ def qat(g: Graph, ctx: PassContext) -> Graph:
                progress=False if ctx.progress is None else None)
     keeper.restore()
     out = export(model, snap=True)
-    ctx.report.update(qat_weights=sum(1 for c in constraints.values()
-                                      if isinstance(c, WeightQuant) or (isinstance(c, list) and isinstance(c[-1], WeightQuant))),
+    trained = [c[-1] if isinstance(c, list) else c for c in constraints.values()]
+    ctx.report.update(qat_weights=sum(1 for c in trained if isinstance(c, WeightQuant)),
                       qat_activations=len(acts),
                       qat_activation_ranges=("calibrated" if ctx.observe is not None else "ema") if acts else None,
-                      qat_loss=[round(v, 5) for v in hist["loss"]], qat_target="labels" if y is not None else "distill",
+                      qat_loss=[round(v, 5) for v in hist["loss"]],
+                      qat_target="teacher" if sig is not None else ("labels" if y is not None else "distill"),
                       qat_held_out=keeper.metric, qat_held_out_scores=[round(s, 5) for s in keeper.scores],
                       qat_best_epoch=keeper.best_epoch, qat_kept_epoch=keeper.kept_epoch)
     return out
@@ -189,9 +194,10 @@ class _BestEpoch:
     otherwise the start. Scores per sample: correct (0/1) for classification, minus the squared error
     for regression targets. Without held-out data the last epoch is kept."""
 
-    def __init__(self, model, acts: dict, val, loss: str):
+    def __init__(self, model, acts: dict, val, loss, labels: np.ndarray | None = None):
         self.model, self.acts, self.val = model, acts, val
-        self.metric = "accuracy" if loss == "crossentropy" else "neg_mse"
+        self.labels = labels   # scored against these (a teacher's packed targets are not labels)
+        self.metric = "accuracy" if loss == "crossentropy" or labels is not None else "neg_mse"
         self.scores: list[float] = []
         self.best_epoch = self.kept_epoch = None
         self.best = self.start = self.state = self.start_state = None
@@ -200,7 +206,7 @@ class _BestEpoch:
 
     def _per_sample(self) -> np.ndarray:
         out = self.model.predict([np.asarray(x, np.float32) for x in self.val.xs])[0].reshape(len(self.val), -1)
-        y = np.asarray(self.val.y)
+        y = np.asarray(self.val.y if self.labels is None else self.labels)
         if self.metric == "accuracy":
             labels = y.reshape(-1) if y.dtype.kind in "iub" else y.reshape(len(y), -1).argmax(1)
             return (out.argmax(1) == labels).astype(np.float64)
