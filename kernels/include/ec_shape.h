@@ -38,30 +38,20 @@ typedef struct {
 
 void ec_pad_x(const ec_pad_params_t *p, const void *in, void *out);
 
-/* A 5-D strided gather into a dense output (STRIDED_SLICE, DEPTH_TO_SPACE, SPACE_TO_DEPTH):
- * out[i0][i1][i2][i3][i4] = in_bytes[offset + sum_k i_k * step[k]] for i_k < count[k]. */
+/* A 6-D strided gather into a dense output (STRIDED_SLICE, DEPTH_TO_SPACE, SPACE_TO_DEPTH, TRANSPOSE):
+ * out[i0]..[i5] = in_bytes[offset + sum_k i_k * step[k]] for i_k < count[k]. The compiler drops
+ * extent-1 dims and merges output dims that are neighbours in the input too (so the innermost step
+ * is often elem_size: whole rows are copied), padding the front with count 1. */
+#define EC_STRIDED_MAX_DIMS 6
+
 typedef struct {
     int32_t elem_size;
-    int32_t count[EC_SHAPE_MAX_DIMS];  /* output extent per dim, outermost first */
-    int32_t step[EC_SHAPE_MAX_DIMS];   /* input byte step per output index (may be negative) */
-    int32_t offset;                    /* input byte offset of the first output element */
+    int32_t count[EC_STRIDED_MAX_DIMS];  /* output extent per dim, outermost first */
+    int32_t step[EC_STRIDED_MAX_DIMS];   /* input byte step per output index (may be negative) */
+    int32_t offset;                      /* input byte offset of the first output element */
 } ec_strided_copy_params_t;
 
 void ec_strided_copy_x(const ec_strided_copy_params_t *p, const void *in, void *out);
-
-/* TRANSPOSE, up to 6 dims: out[i0]..[i5] = in_bytes[sum_k i_k * step[k]] for i_k < count[k], the
- * output dense. The compiler drops extent-1 dims and merges output dims that are neighbours in the
- * input too (so the innermost step is often elem_size: whole rows are copied), padding the front
- * with count 1. */
-#define EC_TRANSPOSE_MAX_DIMS 6
-
-typedef struct {
-    int32_t elem_size;
-    int32_t count[EC_TRANSPOSE_MAX_DIMS];  /* output extent per dim, outermost first */
-    int32_t step[EC_TRANSPOSE_MAX_DIMS];   /* input byte step per output index */
-} ec_transpose_params_t;
-
-void ec_transpose_x(const ec_transpose_params_t *p, const void *in, void *out);
 
 /* RESIZE_NEAREST_NEIGHBOR: out[b][y][x][:] = in[b][y_index[y]][x_index[x]][:]. */
 typedef struct {

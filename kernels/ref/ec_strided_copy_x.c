@@ -26,7 +26,8 @@ void ec_strided_copy_x(const ec_strided_copy_params_t *p, const void *in, void *
     const size_t es = (size_t)p->elem_size;
     const int32_t *c = p->count;
     const ptrdiff_t s0 = p->step[0], s1 = p->step[1], s2 = p->step[2], s3 = p->step[3], s4 = p->step[4];
-    const size_t row = (size_t)c[4] * es;
+    const ptrdiff_t s5 = p->step[5];
+    const size_t row = (size_t)c[5] * es;
     uint8_t *dst = (uint8_t *)out;
     const uint8_t *base = (const uint8_t *)in + p->offset;
     for (int32_t i0 = 0; i0 < c[0]; i0++) {
@@ -36,8 +37,11 @@ void ec_strided_copy_x(const ec_strided_copy_params_t *p, const void *in, void *
             for (int32_t i2 = 0; i2 < c[2]; i2++) {
                 const uint8_t *a2 = a1 + i2 * s2;
                 for (int32_t i3 = 0; i3 < c[3]; i3++) {
-                    ec_gather_row(dst, a2 + i3 * s3, c[4], s4, es);
-                    dst += row;
+                    const uint8_t *a3 = a2 + i3 * s3;
+                    for (int32_t i4 = 0; i4 < c[4]; i4++) {
+                        ec_gather_row(dst, a3 + i4 * s4, c[5], s5, es);
+                        dst += row;
+                    }
                 }
             }
         }

@@ -268,6 +268,7 @@ def test_transpose_merges_dims_that_stay_neighbours():
     src = model_c(c.g)
     assert ".count = {1, 1, 1, 1, 3, 30},\n    .step = {0, 0, 0, 0, 1, 3}" in src     # step in bytes
     assert ".count = {1, 1, 1, 1, 1, 90},\n    .step = {0, 0, 0, 0, 0, 1}" in src
+    assert "ec_strided_copy_x(" in src and "ec_transpose" not in src
     check_c_exact(c.g)
 
 

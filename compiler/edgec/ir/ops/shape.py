@@ -431,26 +431,12 @@ def _transpose_ref(op, xs, ins, outs):
 
 
 def _transpose_c(op, ins, outs, cx):
-    # out[i_0]..[i_r-1] = in[sum_k i_k * in_stride[perm[k]]]: dims of extent 1 vanish and output
-    # dims that stay neighbours in the input (perm[k+1] == perm[k] + 1) merge, so NHWC <-> NCHW of
-    # a [1, H, W, C] map is a 2-D [HW][C] -> [C][HW] transpose.
-    x, es = ins[0], _itemsize(outs[0])
+    # out[i_0]..[i_r-1] = in[sum_k i_k * in_stride[perm[k]]]: a strided copy, whose extent-1 dims
+    # vanish and whose output dims that stay neighbours in the input merge, so NHWC <-> NCHW of a
+    # [1, H, W, C] map is a 2-D [HW][C] -> [C][HW] transpose.
+    x = ins[0]
     strides = _row_major_strides(x.shape)
-    dims = []
-    for p in _perm(op, ins):
-        n, step = int(x.shape[p]), strides[p]
-        if n == 1:
-            continue
-        if dims and dims[-1][1] == n * step:
-            dims[-1] = (dims[-1][0] * n, step)
-        else:
-            dims.append((n, step))
-    if outs[0].size == 0:
-        dims = [(0, 0)]
-    dims = dims or [(1, 1)]
-    dims = [(1, 0)] * (TRANSPOSE_MAX_RANK - len(dims)) + dims
-    return CCall("ec_transpose_x", [cx.ptr(op.inputs[0]), cx.ptr(op.outputs[0])], ("ec_transpose_params_t", {
-        "elem_size": es, "count": _carr(n for n, _ in dims), "step": _carr(s * es for _, s in dims)}))
+    return _strided_copy(op, cx, [(int(x.shape[p]), strides[p]) for p in _perm(op, ins)], 0, _itemsize(outs[0]))
 
 
 def _transpose_tf(op, xs, attrs):
@@ -572,10 +558,13 @@ def _row_major_strides(shape) -> list[int]:
     return strides[::-1]
 
 
+STRIDED_MAX_DIMS = 6   # kernels/include/ec_shape.h EC_STRIDED_MAX_DIMS
+
+
 def _strided_copy(op, cx, dims, offset: int, es: int) -> CCall:
     """ec_strided_copy_x over `dims` = [(output count, input step in elements)], outermost first,
     from input element `offset`: count-1 dims dropped, dims that continue their inner neighbour
-    merged, padded to 5 dims."""
+    merged, padded to 6 dims."""
     if any(n == 0 for n, _ in dims):
         dims, offset = [(0, 0)], 0
     merged = []
@@ -587,9 +576,10 @@ def _strided_copy(op, cx, dims, offset: int, es: int) -> CCall:
         else:
             merged.append((n, step))
     merged = merged or [(1, 1)]
-    if len(merged) > 5:
-        raise EdgecError(f"{op.type} {op.name}: the C backend gathers up to 5 dims, not {len(merged)}")
-    merged = [(1, 0)] * (5 - len(merged)) + merged
+    if len(merged) > STRIDED_MAX_DIMS:
+        raise EdgecError(f"{op.type} {op.name}: the C backend gathers up to {STRIDED_MAX_DIMS} dims, "
+                         f"not {len(merged)}")
+    merged = [(1, 0)] * (STRIDED_MAX_DIMS - len(merged)) + merged
     return CCall("ec_strided_copy_x", [cx.ptr(op.inputs[0]), cx.ptr(op.outputs[0])], ("ec_strided_copy_params_t", {
         "elem_size": es, "count": _carr(n for n, _ in merged), "step": _carr(s * es for _, s in merged),
         "offset": offset * es}))
