@@ -13,7 +13,6 @@ from edgec.frontend.tflite import load_tflite
 from edgec.run.litert import run_litert
 from opcheck import check_bit_exact
 
-pytest.importorskip("tensorflow")
 
 # The ops each model must keep, float and int8: if a Keras / converter change makes a model lose
 # its variety (e.g. nearest upsampling turning into TILE), the test says so.

@@ -190,7 +190,7 @@ def tf_sparse_models():
     """Dense layers with >= 70% zero weights converted with EXPERIMENTAL_SPARSITY: random zeros
     (TF emits CSR + DENSIFY, uint16 segments / uint8 indices) and 1x4 zero blocks (TF keeps the
     sparse weights on FULLY_CONNECTED with a block dim)."""
-    tf = pytest.importorskip("tensorflow")
+    import tensorflow as tf
     rng = np.random.default_rng(0)
     out = {}
     for kind in ("random", "block"):

@@ -30,10 +30,6 @@ KERNELS = data_dir("kernels")
 CORE = "cortex-m4"
 
 
-def _need(ok: bool, what: str) -> None:
-    require(ok, what)
-
-
 def _have_emulator() -> bool:
     try:
         from edgec.run.emulate import available
@@ -44,8 +40,8 @@ def _have_emulator() -> bool:
 
 @pytest.fixture(scope="module")
 def toolchain():
-    _need(shutil.which("arm-none-eabi-gcc") is not None, "arm-none-eabi-gcc")
-    _need(_have_emulator(), "unicorn/pyelftools (the emulator)")
+    require(shutil.which("arm-none-eabi-gcc") is not None, "arm-none-eabi-gcc")
+    require(_have_emulator(), "unicorn/pyelftools (the emulator)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -507,7 +503,7 @@ int32_t spin(void) { for (;;) { } }
 
 
 def test_emulator_aarch64(toolchain):
-    _need(shutil.which("aarch64-linux-gnu-gcc") is not None, "aarch64-linux-gnu-gcc")
+    require(shutil.which("aarch64-linux-gnu-gcc") is not None, "aarch64-linux-gnu-gcc")
     from edgec.run.emulate import Emulator, build_elf
     src = r"""
 #include <stdint.h>
@@ -549,7 +545,7 @@ def test_requantize_matches_tflite_on_host(tmp_path):
     """The kernels' cheaper requantization (one nudge, floor shift) equals ec_requantize (TFLite's
     MultiplyByQuantizedMultiplier) for every non-negative multiplier: random and edge values."""
     cc = shutil.which("cc") or shutil.which("gcc")
-    _need(cc is not None, "a host C compiler")
+    require(cc is not None, "a host C compiler")
     src = tmp_path / "rq.c"
     body = (KERNELS / "include" / "ec_cmsis.h").read_text()   # the one definition the kernels share
     start = body.index("EC_INLINE int32_t ec_cm_requantize")

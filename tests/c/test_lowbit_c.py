@@ -308,10 +308,6 @@ def test_sample_model_exact():
 # ------------------------------------------------------------------------------------------------
 # cross-built projects
 
-def _need(ok: bool, what: str) -> None:
-    require(ok, what)
-
-
 MIXED = [("CONV_2D", ("uniform", 4, None)), ("DEPTHWISE_CONV_2D", ("kmeans", 2, 4)),
          ("DEPTHWISE_CONV_2D", ("pow2", 3, None)), ("FULLY_CONNECTED", ("binary", 1, None))]
 
@@ -347,12 +343,12 @@ def _write(project, root):
 
 @pytest.mark.parametrize("variants", [("cmsis", "ref"), ("ref",)], ids=["cmsis", "ref"])
 def test_cortex_m4_emulated(tmp_path, variants):
-    _need(shutil.which("arm-none-eabi-gcc") is not None, "arm-none-eabi-gcc")
+    require(shutil.which("arm-none-eabi-gcc") is not None, "arm-none-eabi-gcc")
     try:
         from edgec.run.emulate import Emulator, available, build_elf
     except ImportError:
         available = None
-    _need(available is not None and available(), "unicorn/pyelftools (the emulator)")
+    require(available is not None and available(), "unicorn/pyelftools (the emulator)")
     g = mixed_graph()
     project = emit_c(g, variants=variants)
     if variants[0] == "cmsis":
@@ -401,7 +397,7 @@ int main(int argc, char **argv) {
 @pytest.mark.parametrize("variants", [("neon",), ("ref",)], ids=["neon", "ref"])
 def test_aarch64_qemu(tmp_path, variants):
     cc = "aarch64-linux-gnu-gcc"
-    _need(shutil.which(cc) is not None and shutil.which("qemu-aarch64") is not None, "aarch64-linux-gnu-gcc / qemu")
+    require(shutil.which(cc) is not None and shutil.which("qemu-aarch64") is not None, "aarch64-linux-gnu-gcc / qemu")
     g = mixed_graph()
     project = emit_c(g, variants=variants)
     if variants[0] == "neon":

@@ -197,7 +197,7 @@ def test_batch_matmul_macs():
 # -- TF lowerings ----------------------------------------------------------------------------------
 
 def test_gather_tf_lowering_matches_reference():
-    tf = pytest.importorskip("tensorflow")
+    import tensorflow as tf
     g = gather_graph("float32", (11, 5), (1, 4))
     xs = indices(g, n=3)
     op = g.ops[0]
@@ -212,7 +212,6 @@ def test_gather_tf_lowering_matches_reference():
     ((1, 2, 3, 8), (2, 5, 8), True, {"adj_y": True}),
 ])
 def test_batch_matmul_tf_lowering_matches_reference(a, b, const_b, attrs):
-    pytest.importorskip("tensorflow")
     from edgec.train import build_model
     g = bmm_graph("float32", a, b, const_b=const_b, **attrs)
     verify(g)

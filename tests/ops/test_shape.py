@@ -288,7 +288,6 @@ def test_transpose_perm_must_be_int32():
 @pytest.mark.parametrize("shape,perm", [((1, 7, 3, 5), [0, 2, 3, 1]), ((1, 5, 3), [2, 0, 1])])
 def test_transpose_tf_lowering_matches_reference(shape, perm):
     """The trainer's lowering on a batch of 3, with the batch axis kept and moved."""
-    pytest.importorskip("tensorflow")
     from edgec.ir.interpret import run_batch
     from edgec.train import build_model
     g = one_op("TRANSPOSE", [shape], "float32", [perm])

@@ -741,7 +741,7 @@ def test_head_axis_gradual_fades_the_heads_to_zero_then_cuts_exactly():
 def test_keras_multi_head_attention_heads_pruned_and_run_in_litert():
     """The real thing: keras MultiHeadAttention converted by TF's TFLite converter (from_keras_model:
     per-head bias ADDs kept), imported; half the heads cut exactly, LiteRT runs the result."""
-    keras = pytest.importorskip("keras")
+    import keras
     import tensorflow as tf
     from edgec.frontend.tflite import import_tflite
     from edgec.run.litert import run_litert

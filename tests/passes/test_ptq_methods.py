@@ -153,7 +153,6 @@ def test_cle_skips_branches_outputs_and_flattening():
 
 @pytest.fixture(scope="module")
 def digits_accuracy(tmp_path_factory):
-    pytest.importorskip("keras")
     from edgec import api
     root = tmp_path_factory.mktemp("lowbit")
 
