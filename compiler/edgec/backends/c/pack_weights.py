@@ -33,6 +33,7 @@ import numpy as np
 
 from ...errors import EdgecError
 from ...ir import Tensor
+from ...quant_weights import expand_groups
 
 SCHEMES = ("uniform", "ternary", "binary", "pow2", "kmeans")
 GROUP_SCHEMES = {"uniform": (2, 3, 4), "ternary": (2,), "binary": (1,)}   # scheme -> widths of q
@@ -140,7 +141,7 @@ def group_levels(t: Tensor, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, i
                          f"({r} rows of {k} in groups of {n})")
     if m.dtype.kind not in "iu" or (m.size and (m.min() < 1 or m.max() > 255)):
         raise EdgecError(f"{where}: meta['group_mult'] must hold integers 1..255")
-    full = np.repeat(m.astype(np.int64), n, axis=1)[:, :k]
+    full = expand_groups(m.astype(np.int64), n, k)
     q = v // full
     if scheme == "binary":
         on_grid = np.abs(q) == 1
@@ -264,7 +265,7 @@ def unpack(p: Packed) -> np.ndarray:
     else:
         codes = unpack_codes(p.data.reshape(p.rows, p.row_bytes), p.field_bits, p.k)
     if p.mult is not None:   # v = q * m of each element's group
-        full = np.repeat(p.mult.astype(np.int64), p.group_size, axis=1)[:, :p.k]
+        full = expand_groups(p.mult.astype(np.int64), p.group_size, p.k)
         return (p.lut[codes].astype(np.int64) * full).astype(np.int8)
     if p.lut_stride:
         return np.take_along_axis(p.lut.reshape(p.rows, p.lut_stride).astype(np.int64), codes, axis=1).astype(np.int8)
