@@ -16,12 +16,11 @@ CALL_BYTES (about the flash its decode call takes) smaller than its raw bytes.
 The coder: static rANS (Duda 2013; ryg_rans's byte-wise variant), order 0, one frequency table per
 array. Why not Huffman: a Huffman code spends a whole number of bits, at least one, per symbol, which
 costs most exactly where coding pays most -- streams where one symbol dominates, such as pruned weights'
-zeros. Measured on 200k int8 weights, 90 % zeros and 15 shared levels: order-0 entropy 0.861 bits per
-weight, byte-wise Huffman 1.393, this rANS 0.863 (tables included); 90 % zeros with uniform survivors:
-1.265 / 1.797 / 1.296. On flatter streams (16 clustered levels, Gaussian int4, skewed 16-entry codebook
-indices) Huffman is within 1-2 % of the entropy and so is rANS. The decoder is as small as a
+zeros: a stream of 90 % zeros has an entropy near 0.86 bits per symbol, which rANS approaches and
+Huffman, at one bit per symbol at least, cannot (tests/c/test_entropy_c.py prints what is reached on
+such streams). The decoder is as small as a
 table-driven Huffman one: per symbol a table lookup, a short scan, one multiply, a byte-wise refill, no
-bit buffer; ~22-25 Cortex-M4 instructions per byte of 8-bit symbols, ~43-46 with 4-bit ones.
+bit buffer (its Cortex-M4 instructions per decoded byte: printed by tests/c/test_entropy_c.py).
 
 Symbols are the array's little-endian bytes cut into `bits`-bit fields (8, 4, 2 or 1), field j of a
 byte being bits [j * bits, (j + 1) * bits) -- the low-bit packing's own order, so 4-bit codes and
